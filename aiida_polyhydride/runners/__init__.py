@@ -1,0 +1,1 @@
+"""Pure numpy/ASE code; never imports aiida."""
