@@ -12,7 +12,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ('LD1_INPUTS', 'PseudoGenerationError', 'generate_pseudopotential', 'generate_pseudopotentials', 'wrap_upf_lines')
+__all__ = (
+    'LD1_INPUTS',
+    'PseudoGenerationError',
+    'generate_pseudopotential',
+    'generate_pseudopotentials',
+    'wrap_upf_lines',
+)
 
 PSEUDO_DIRECTORY = Path(__file__).parent
 
@@ -47,7 +53,9 @@ def wrap_upf_lines(text: str, values_per_line: int = 4) -> str:
     for line in text.splitlines():
         if len(line) > MAX_UPF_LINE_LENGTH and _NUMERIC_LINE.match(line):
             values = line.split()
-            lines.extend('  ' + '  '.join(values[i : i + values_per_line]) for i in range(0, len(values), values_per_line))
+            lines.extend(
+                '  ' + '  '.join(values[i : i + values_per_line]) for i in range(0, len(values), values_per_line)
+            )
         else:
             lines.append(line)
     return '\n'.join(lines) + '\n'

@@ -1,0 +1,80 @@
+"""``aiida-polyhydride setup``: profile, computer, codes and pseudo family, idempotently."""
+
+from __future__ import annotations
+
+import click
+
+from ..setup import SetupError, SetupResult
+from ..setup.profile import DEFAULT_EMAIL, DEFAULT_PROFILE
+from ..setup.pseudos import DEFAULT_FAMILY
+
+
+def run_setup(
+    profile_name: str = DEFAULT_PROFILE,
+    *,
+    postgres: bool = False,
+    email: str = DEFAULT_EMAIL,
+    postgres_superuser: dict | None = None,
+    pseudo_family: str = DEFAULT_FAMILY,
+    pw_executable: str = 'pw.x',
+) -> list[SetupResult]:
+    """Every set-up step in order; the profile is loaded afterwards. Raises SetupError with a clear message."""
+    from aiida import load_profile
+
+    from ..setup.computer import setup_codes, setup_localhost
+    from ..setup.profile import setup_profile
+    from ..setup.pseudos import setup_pseudo_family
+
+    results = [setup_profile(profile_name, postgres=postgres, email=email, postgres_superuser=postgres_superuser)]
+    load_profile(profile_name, allow_switch=True)
+    computer, computer_result = setup_localhost()
+    results.append(computer_result)
+    results.extend(setup_codes(computer, pw_executable))
+    results.append(setup_pseudo_family(pseudo_family))
+    return results
+
+
+@click.command()
+@click.option('-p', '--profile-name', default=DEFAULT_PROFILE, show_default=True, help='AiiDA profile to create/use.')
+@click.option(
+    '--postgres',
+    is_flag=True,
+    help='PostgreSQL storage and RabbitMQ broker (production); default: SQLite with the ZeroMQ broker (no services).',
+)
+@click.option('--email', default=DEFAULT_EMAIL, show_default=True, help="Email of the profile's default user.")
+@click.option('--pg-host', default='127.0.0.1', show_default=True, help='PostgreSQL host (with --postgres).')
+@click.option('--pg-port', default=5432, show_default=True, type=int, help='PostgreSQL port (with --postgres).')
+@click.option('--pg-superuser', default='postgres', show_default=True, help='Role allowed to create roles/databases.')
+@click.option('--pg-password', default=None, help='Password of --pg-superuser, if the server asks for one.')
+@click.option(
+    '--pseudo-family',
+    default=DEFAULT_FAMILY,
+    show_default=True,
+    help='Pseudopotential family label; the default is generated locally with ld1.x, others must be installed.',
+)
+@click.option('--pw-executable', default='pw.x', show_default=True, help='pw.x executable (name on PATH or path).')
+def setup(profile_name, postgres, email, pg_host, pg_port, pg_superuser, pg_password, pseudo_family, pw_executable):
+    """Create the profile, the localhost computer, the pw and python codes and the pseudo family.
+
+    Idempotent: what exists is left as it is, and a run that changes nothing says so.
+    """
+    superuser = {'host': pg_host, 'port': pg_port, 'user': pg_superuser}
+    if pg_password:
+        superuser['password'] = pg_password
+    try:
+        results = run_setup(
+            profile_name,
+            postgres=postgres,
+            email=email,
+            postgres_superuser=superuser,
+            pseudo_family=pseudo_family,
+            pw_executable=pw_executable,
+        )
+    except SetupError as exception:
+        raise click.ClickException(str(exception)) from None
+    for result in results:
+        click.echo(str(result))
+    if any(result.changed for result in results):
+        click.secho(f'Profile {profile_name!r} is set up.', fg='green')
+    else:
+        click.secho(f'Nothing changed: profile {profile_name!r} was already set up.', fg='green')

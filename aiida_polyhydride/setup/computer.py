@@ -1,0 +1,95 @@
+"""The localhost computer and the codes the plugin runs on it: pw.x and the Python of the compute-node runners."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from aiida import orm
+from aiida.common.exceptions import NotExistent
+
+from . import SetupError, SetupResult
+
+LOCALHOST = 'localhost'
+PW_CODE = 'pw'
+PYTHON_CODE = 'python'
+
+# Open MPI refuses to run as root and to start more ranks than cores unless told; both are normal here.
+_ROOT_MPIRUN = ['mpirun', '--allow-run-as-root', '--oversubscribe', '-np', '{tot_num_mpiprocs}']
+_USER_MPIRUN = ['mpirun', '--oversubscribe', '-np', '{tot_num_mpiprocs}']
+
+
+def setup_localhost(label: str = LOCALHOST, workdir: str | Path | None = None) -> tuple[orm.Computer, SetupResult]:
+    """Create and configure the ``core.local`` + ``core.direct`` computer ``label`` unless it exists."""
+    try:
+        computer = orm.load_computer(label)
+    except NotExistent:
+        pass
+    else:
+        if not computer.is_configured:
+            computer.configure(safe_interval=0)
+            return computer, SetupResult('computer', True, f'{label}: configured the existing computer')
+        return computer, SetupResult(
+            'computer', False, f'{label} ({computer.transport_type}, {computer.scheduler_type})'
+        )
+
+    if workdir is None:
+        from aiida.manage.configuration import get_config, get_profile
+
+        workdir = Path(get_config().dirpath) / 'scratch' / get_profile().name
+    computer = orm.Computer(
+        label=label,
+        hostname='localhost',
+        description='This machine, set up by aiida-polyhydride',
+        transport_type='core.local',
+        scheduler_type='core.direct',
+        workdir=str(workdir),
+    )
+    computer.set_mpirun_command(_ROOT_MPIRUN if os.geteuid() == 0 else _USER_MPIRUN)
+    computer.set_default_mpiprocs_per_machine(1)
+    # One OpenMP thread per MPI rank: threaded BLAS under mpirun oversubscribes the cores.
+    computer.set_prepend_text('export OMP_NUM_THREADS=1')
+    computer.store()
+    computer.configure(safe_interval=0)
+    computer.set_minimum_job_poll_interval(1)
+    return computer, SetupResult('computer', True, f'{label} (core.local, core.direct, workdir {workdir})')
+
+
+def setup_code(
+    computer: orm.Computer,
+    label: str,
+    executable: str,
+    default_calc_job_plugin: str | None = None,
+    description: str = '',
+) -> tuple[orm.InstalledCode, SetupResult]:
+    """Create the installed code ``label@computer`` for ``executable`` (a name on PATH or a path) unless it exists."""
+    full_label = f'{label}@{computer.label}'
+    try:
+        code = orm.load_code(full_label)
+    except NotExistent:
+        pass
+    else:
+        return code, SetupResult('code', False, f'{full_label} -> {code.filepath_executable}')
+
+    path = shutil.which(executable)
+    if path is None:
+        raise SetupError(f'executable {executable!r} for code {full_label} not found on PATH: install it first.')
+    code = orm.InstalledCode(
+        computer=computer,
+        filepath_executable=path,
+        label=label,
+        default_calc_job_plugin=default_calc_job_plugin,
+        description=description,
+    ).store()
+    return code, SetupResult('code', True, f'{full_label} -> {path}')
+
+
+def setup_codes(computer: orm.Computer, pw_executable: str = 'pw.x') -> list[SetupResult]:
+    """pw.x for aiida-quantumespresso and this environment's Python for the compute-node runners."""
+    _, pw = setup_code(computer, PW_CODE, pw_executable, 'quantumespresso.pw', 'Quantum ESPRESSO pw.x')
+    _, python = setup_code(
+        computer, PYTHON_CODE, sys.executable, None, 'Python with aiida-polyhydride runners (torch, nequip, ase)'
+    )
+    return [pw, python]

@@ -1,0 +1,1 @@
+"""AiiDA WorkChains of the plugin; they orchestrate, analysis/ computes."""

@@ -1,0 +1,52 @@
+"""Test harness: a real PostgreSQL + RabbitMQ profile, the daemon, and the plugin's own set-up on top.
+
+``make test`` starts PostgreSQL and RabbitMQ where they are absent (.ci/services.sh); nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ['aiida.tools.pytest_fixtures']
+
+
+@pytest.fixture(scope='session', autouse=True)
+def aiida_profile(aiida_config, aiida_profile_factory):
+    """The session's profile: core.psql_dos on the running PostgreSQL with the RabbitMQ broker."""
+    from aiida_polyhydride.setup.profile import (
+        create_postgres_storage_config,
+        drop_postgres_database,
+        postgres_identifier,
+    )
+
+    name = f'test_{secrets.token_hex(4)}'
+    storage_config = create_postgres_storage_config(name, Path(aiida_config.dirpath))
+    try:
+        with aiida_profile_factory(
+            aiida_config,
+            name=name,
+            storage_backend='core.psql_dos',
+            storage_config=storage_config,
+            broker_backend='core.rabbitmq',
+        ) as profile:
+            aiida_config.set_option('warnings.rabbitmq_version', False, scope=name)
+            aiida_config.set_option('runner.poll.interval', 1, scope=name)
+            aiida_config.store()
+            yield profile
+    finally:
+        drop_postgres_database(postgres_identifier(name))
+
+
+@pytest.fixture(scope='session')
+def localhost_setup(aiida_profile):
+    """The plugin's own set-up (computer, codes, generated pseudo family) in the session profile."""
+    from aiida_polyhydride.setup.computer import setup_codes, setup_localhost
+    from aiida_polyhydride.setup.pseudos import setup_pseudo_family
+
+    computer, _ = setup_localhost()
+    setup_codes(computer)
+    setup_pseudo_family()
+    return computer
