@@ -34,7 +34,7 @@ def run_setup(
     return results
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option('-p', '--profile-name', default=DEFAULT_PROFILE, show_default=True, help='AiiDA profile to create/use.')
 @click.option(
     '--postgres',
@@ -53,11 +53,17 @@ def run_setup(
     help='Pseudopotential family label; the default is generated locally with ld1.x, others must be installed.',
 )
 @click.option('--pw-executable', default='pw.x', show_default=True, help='pw.x executable (name on PATH or path).')
-def setup(profile_name, postgres, email, pg_host, pg_port, pg_superuser, pg_password, pseudo_family, pw_executable):
+@click.pass_context
+def setup(
+    ctx, profile_name, postgres, email, pg_host, pg_port, pg_superuser, pg_password, pseudo_family, pw_executable
+):
     """Create the profile, the localhost computer, the pw and python codes and the pseudo family.
 
-    Idempotent: what exists is left as it is, and a run that changes nothing says so.
+    Idempotent: what exists is left as it is, and a run that changes nothing says so. Subcommands set up single
+    parts (see --help).
     """
+    if ctx.invoked_subcommand is not None:
+        return
     superuser = {'host': pg_host, 'port': pg_port, 'user': pg_superuser}
     if pg_password:
         superuser['password'] = pg_password
