@@ -34,7 +34,7 @@ def test_pw_singlepoint_through_the_daemon(localhost_setup, submit_and_await, ca
     calculation = node.called[-1]
     assert calculation.computer.label == LOCALHOST
     parameters = node.outputs.output_parameters.get_dict()
-    assert parameters['ecutwfc'] == pytest.approx(30.0 * 13.605693122994, rel=1e-6)  # 'low' cutoff, reported in eV
+    assert parameters['wfc_cutoff'] == pytest.approx(30.0 * 13.605693122994, rel=1e-6)  # 'low' cutoff, in eV
     energy_per_atom = parameters['energy'] / len(cah4_primitive)
     assert -500 < energy_per_atom < -100  # Ca semicore PAW + H: hundreds of eV per atom, finite
     forces = node.outputs.output_trajectory.get_array('forces')[-1]
@@ -43,3 +43,5 @@ def test_pw_singlepoint_through_the_daemon(localhost_setup, submit_and_await, ca
     assert np.allclose(forces.sum(axis=0), 0.0, atol=1e-2)  # Newton's third law in a periodic cell
     assert stress.shape == (3, 3)
     assert np.allclose(stress, stress.T, atol=1e-3)
+    # the CaH4 prototype is built as a ~40 GPa cell; pw.x (GPa, positive = compressive) must agree roughly
+    assert 10.0 < np.trace(stress) / 3 < 80.0

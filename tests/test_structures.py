@@ -327,3 +327,15 @@ def test_bad_metal_everywhere(metal):
 def test_bulk_phase_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match=r"name: 'CaH4'.*'MH2-Pnma'.*'MH6-Im-3m'"):
         bulk_phase('CaH4')
+
+
+@pytest.mark.parametrize(('name', 'n_primitive'), [('MH4-I4mmm', 5), ('MH6-Im-3m', 7), ('MH2-Pnma', 12)])
+def test_primitive_cell_keeps_composition_and_volume_per_atom(name, n_primitive):
+    from aiida_polyhydride.structures import bulk_phase, primitive_cell
+
+    conventional = bulk_phase(name, 'Ca')
+    primitive = primitive_cell(conventional)
+    assert len(primitive) == n_primitive
+    ratio = len(conventional) // n_primitive
+    assert primitive.get_volume() * ratio == pytest.approx(conventional.get_volume(), rel=1e-6)
+    assert sorted(primitive.get_chemical_symbols() * ratio) == sorted(conventional.get_chemical_symbols())

@@ -1,7 +1,11 @@
-"""Locally generated pseudopotentials: ld1.x inputs shipped with the package and the code that runs them.
+"""Locally made pseudopotentials: ld1.x inputs shipped with the package, or files of the system's QE data.
 
 Nothing here downloads anything or imports aiida. ``generate_pseudopotentials`` writes one UPF file per element
 into a directory; ``aiida_polyhydride.setup.pseudos`` installs that directory as an aiida-pseudo family.
+
+Ca (PBE PAW, 3s3p semicore) is generated with ld1.x from the input in this folder. H is Debian's
+``H.pbe-kjpaw.UPF`` (package quantum-espresso-data): a PAW generated the same way with ld1.x, whose augmentation is
+tuned so that dense Ca-H cells show no negative charge density; our first own H input did, and its SCF diverged.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 __all__ = (
     'LD1_INPUTS',
+    'QE_DATA_FILES',
     'PseudoGenerationError',
     'generate_pseudopotential',
     'generate_pseudopotentials',
@@ -25,8 +30,12 @@ PSEUDO_DIRECTORY = Path(__file__).parent
 #: element -> ld1.x input file shipped in this folder (PBE PAW; Ca with 3s3p semicore states in valence)
 LD1_INPUTS: dict[str, Path] = {
     'Ca': PSEUDO_DIRECTORY / 'Ca.pbe-spn-kjpaw.ld1.in',
-    'H': PSEUDO_DIRECTORY / 'H.pbe-kjpaw.ld1.in',
 }
+#: element -> UPF file name in the system's Quantum ESPRESSO pseudopotential data
+QE_DATA_FILES: dict[str, str] = {
+    'H': 'H.pbe-kjpaw.UPF',
+}
+QE_DATA_DIRECTORY = Path('/usr/share/espresso/pseudo')
 
 #: recommended cutoffs (wavefunction, charge density) in Ry per stringency for the family made from these files.
 #: 'normal' is the value the H PAW needs for ~meV/atom total energies (30/240 Ry is ~30 meV/atom off);
@@ -102,8 +111,28 @@ def generate_pseudopotential(element: str, directory: str | Path, ld1_executable
 def generate_pseudopotentials(
     directory: str | Path, elements: tuple[str, ...] = ('Ca', 'H'), ld1_executable: str = 'ld1.x'
 ) -> list[Path]:
-    """Generate the UPF file of each element into ``directory`` and return their paths."""
-    return [generate_pseudopotential(element, directory, ld1_executable) for element in elements]
+    """Write the UPF file of each element into ``directory`` (ld1.x or the system's QE data); return their paths."""
+    return [_make_pseudopotential(element, Path(directory), ld1_executable) for element in elements]
+
+
+def _make_pseudopotential(element: str, directory: Path, ld1_executable: str) -> Path:
+    if element in LD1_INPUTS:
+        return generate_pseudopotential(element, directory, ld1_executable)
+    if element in QE_DATA_FILES:
+        source = QE_DATA_DIRECTORY / QE_DATA_FILES[element]
+        if not source.is_file():
+            raise PseudoGenerationError(
+                f"{source} not found: install Quantum ESPRESSO's pseudopotential data "
+                '(Debian/Ubuntu: apt-get install quantum-espresso-data) or name an existing pseudo family instead.'
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / source.name
+        target.write_text(wrap_upf_lines(source.read_text()))
+        return target
+    raise ValueError(
+        f'element: no pseudopotential source for {element!r} (ld1.x inputs: {", ".join(sorted(LD1_INPUTS))}; '
+        f'QE data: {", ".join(sorted(QE_DATA_FILES))}); install a family such as SSSP with aiida-pseudo and name it.'
+    )
 
 
 def _ld1_input(element: str) -> Path:

@@ -47,12 +47,12 @@ def _install_generated_family(label: str, elements: tuple[str, ...]) -> SetupRes
         family = CutoffsPseudoPotentialFamily.create_from_folder(
             Path(directory),
             label,
-            description='PBE PAW pseudopotentials generated with ld1.x from the inputs in aiida_polyhydride/pseudos '
-            '(Ca with 3s3p semicore).',
+            description='PBE PAW pseudopotentials: Ca (3s3p semicore) generated with ld1.x from the input in '
+            "aiida_polyhydride/pseudos, H from Quantum ESPRESSO's data (H.pbe-kjpaw.UPF).",
             pseudo_type=UpfData,
         )
     for stringency, (ecutwfc, ecutrho) in RECOMMENDED_CUTOFFS_RY.items():
         cutoffs = {element: {'cutoff_wfc': ecutwfc, 'cutoff_rho': ecutrho} for element in elements}
         family.set_cutoffs(cutoffs, stringency, unit='Ry')
     family.set_default_stringency('normal')
-    return SetupResult('pseudo family', True, f'{label} ({", ".join(elements)}, generated with ld1.x)')
+    return SetupResult('pseudo family', True, f'{label} ({", ".join(elements)}, made locally)')

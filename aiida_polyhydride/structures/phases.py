@@ -111,3 +111,15 @@ def bulk_phase(name: str, metal: str = 'Ca', volume_per_atom: float | None = Non
     """Build the prototype called ``name`` (a key of :data:`PROTOTYPES`) for ``metal``."""
     check_choice(name, 'name', PROTOTYPES)
     return PROTOTYPES[name](metal=metal, volume_per_atom=volume_per_atom)
+
+
+def primitive_cell(atoms: Atoms, symprec: float = 1e-3) -> Atoms:
+    """The spglib primitive cell of ``atoms`` (e.g. 5 atoms for the 10-atom I4/mmm MH4 cell); ``info`` is kept."""
+    import spglib
+
+    cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
+    found = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
+    if found is None:
+        raise ValueError(f'atoms: spglib found no symmetry cell at symprec={symprec}')
+    lattice, scaled_positions, numbers = found
+    return Atoms(numbers=numbers, cell=lattice, scaled_positions=scaled_positions, pbc=True, info=dict(atoms.info))
