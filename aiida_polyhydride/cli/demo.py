@@ -30,9 +30,8 @@ def demo(profile_name: str, timeout: int) -> None:
     click.secho('2. Building the Ca-H training domain (aiida_polyhydride.structures)', bold=True)
     structures = _training_domain_examples()
     for name, atoms in structures.items():
-        click.echo(
-            f'   {name:<28} {atoms.get_chemical_formula():<10} {len(atoms):>4} atoms  {atoms.get_volume():8.1f} A^3'
-        )
+        formula = atoms.get_chemical_formula('metal')
+        click.echo(f'   {name:<28} {formula:<10} {len(atoms):>4} atoms  {atoms.get_volume():8.1f} A^3')
 
     click.secho('3. Labelling CaH4 (I4/mmm) with pw.x through the daemon', bold=True)
     node = _submit_label(structures['CaH4 I4/mmm'])
@@ -42,16 +41,16 @@ def demo(profile_name: str, timeout: int) -> None:
 
 
 def _training_domain_examples() -> dict:
-    from ..structures import bulk_phase, dense_h2_fluid, off_stoichiometric, slab_h2_interface
+    from ..structures import bulk_phase, dense_h2_fluid, off_stoichiometric, primitive_cell, slab_h2_interface
 
-    cah4 = bulk_phase('MH4-I4mmm', 'Ca')
+    cah4 = primitive_cell(bulk_phase('MH4-I4mmm', 'Ca'))
     return {
         'CaH2 Pnma': bulk_phase('MH2-Pnma', 'Ca'),
         'CaH2 P6_3/mmc': bulk_phase('MH2-P63mmc', 'Ca'),
         'CaH4 I4/mmm': cah4,
         'CaH6 Im-3m': bulk_phase('MH6-Im-3m', 'Ca'),
         'H2 fluid 0.35 g/cm^3': dense_h2_fluid(16, 0.35, seed=1),
-        'CaH3 (off-stoichiometric)': off_stoichiometric(cah4, 3.0, seed=1),
+        'CaH3 (off-stoichiometric)': off_stoichiometric(bulk_phase('MH4-I4mmm', 'Ca'), 3.0, seed=1),
         'CaH2(001) + H2 interface': slab_h2_interface('MH2-Pnma', 'Ca', miller=(0, 0, 1), layers=2, n_molecules=12),
     }
 
