@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,41 @@ def localhost_setup(aiida_profile):
     setup_codes(computer)
     setup_pseudo_family()
     return computer
+
+
+class UserShell:
+    """Runs the package's commands as a user would: separate processes, a private AiiDA config directory."""
+
+    def __init__(self, aiida_path: Path):
+        import os
+
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith('AIIDA')}
+        self.env['AIIDA_PATH'] = str(aiida_path)
+        self.bin = Path(sys.executable).parent
+
+    def run(self, program: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        command = [str(self.bin / program), *args]
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def cli(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        return self.run('aiida-polyhydride', *args, timeout=timeout)
+
+    def verdi(self, *args: str) -> subprocess.CompletedProcess:
+        return self.run('verdi', *args)
+
+    def python_json(self, code: str):
+        """Run ``code`` in this user's environment; its last printed line is parsed as JSON."""
+        import json
+
+        result = self.run('python', '-c', code)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.fixture
+def user_shell(tmp_path):
+    """A user's shell with its own AiiDA config in ``tmp_path``; daemons it started are stopped afterwards."""
+    shell = UserShell(tmp_path)
+    yield shell
+    for profile in ('polyhydride',):
+        shell.verdi('-p', profile, 'daemon', 'stop')
