@@ -44,5 +44,8 @@ def get_singlepoint_builder(
 
 def _family_cutoffs(label: str, structure: orm.StructureData, stringency: str) -> dict[str, float]:
     family = orm.Group.collection.get(label=label)
+    missing = sorted(set(structure.get_kind_names()) - set(family.elements))
+    if missing:
+        raise ValueError(f'pseudo_family: {label!r} has no pseudopotential for {", ".join(missing)}')
     ecutwfc, ecutrho = family.get_recommended_cutoffs(structure=structure, stringency=stringency, unit='Ry')
     return {'ecutwfc': ecutwfc, 'ecutrho': ecutrho}
