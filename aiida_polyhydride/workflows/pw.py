@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiida import orm
@@ -12,27 +13,53 @@ from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 from ..setup.pseudos import DEFAULT_FAMILY
 
 
+def load_pseudo_family(label: str, elements: Iterable[str]):
+    """The installed pseudo family ``label``; ValueError naming what is missing."""
+    from aiida.common.exceptions import NotExistent
+    from aiida_pseudo.groups.family import PseudoPotentialFamily
+
+    try:
+        family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': label}).one()[0]
+    except NotExistent:
+        raise ValueError(
+            f'pseudo_family: {label!r} is not installed (aiida-pseudo install ..., or aiida-polyhydride setup)'
+        ) from None
+    missing = sorted(set(elements) - set(family.elements))
+    if missing:
+        raise ValueError(f'pseudo_family: {label!r} has no pseudopotential for {", ".join(missing)}')
+    return family
+
+
+def recommended_cutoffs(pseudo_family: str, elements: Iterable[str], scale: float = 1.0) -> dict[str, float]:
+    """ecutwfc/ecutrho (Ry): the family's recommendation for ``elements`` (default stringency) times ``scale``."""
+    elements = sorted(set(elements))
+    family = load_pseudo_family(pseudo_family, elements)
+    ecutwfc, ecutrho = family.get_recommended_cutoffs(elements=tuple(elements), unit='Ry')
+    return {'ecutwfc': round(ecutwfc * scale, 1), 'ecutrho': round(ecutrho * scale, 1)}
+
+
 def get_singlepoint_builder(
     code: orm.AbstractCode,
     structure: orm.StructureData,
     pseudo_family: str = DEFAULT_FAMILY,
     protocol: str = 'fast',
-    stringency: str | None = None,
+    cutoff_scale: float = 1.0,
     overrides: dict[str, Any] | None = None,
     num_mpiprocs: int = 1,
 ) -> ProcessBuilder:
     """PwBaseWorkChain builder of an SCF with forces and stress (what a training label needs).
 
-    ``stringency`` picks the family's recommended cutoffs ('low', 'normal', 'high') for families that define
-    several, such as the generated ``polyhydride/PBE/PAW``; explicit ``ecutwfc``/``ecutrho`` overrides win.
+    ``protocol`` is aiida-quantumespresso's (fast / balanced / stringent); cutoffs are the family's recommendation
+    times ``cutoff_scale`` unless ``overrides`` set ecutwfc and ecutrho.
     """
+    cutoffs = recommended_cutoffs(pseudo_family, structure.get_symbols_set(), cutoff_scale)
     overrides = recursive_merge(
-        {'pseudo_family': pseudo_family, 'pw': {'parameters': {'CONTROL': {'tprnfor': True, 'tstress': True}}}},
+        {
+            'pseudo_family': pseudo_family,
+            'pw': {'parameters': {'CONTROL': {'tprnfor': True, 'tstress': True}, 'SYSTEM': cutoffs}},
+        },
         overrides or {},
     )
-    if stringency is not None:
-        cutoffs = _family_cutoffs(pseudo_family, structure, stringency)
-        overrides = recursive_merge({'pw': {'parameters': {'SYSTEM': cutoffs}}}, overrides)
     return PwBaseWorkChain.get_builder_from_protocol(
         code,
         structure,
@@ -40,12 +67,3 @@ def get_singlepoint_builder(
         overrides=overrides,
         options={'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': num_mpiprocs}},
     )
-
-
-def _family_cutoffs(label: str, structure: orm.StructureData, stringency: str) -> dict[str, float]:
-    family = orm.Group.collection.get(label=label)
-    missing = sorted(set(structure.get_kind_names()) - set(family.elements))
-    if missing:
-        raise ValueError(f'pseudo_family: {label!r} has no pseudopotential for {", ".join(missing)}')
-    ecutwfc, ecutrho = family.get_recommended_cutoffs(structure=structure, stringency=stringency, unit='Ry')
-    return {'ecutwfc': ecutwfc, 'ecutrho': ecutrho}

@@ -1,0 +1,333 @@
+"""LabelWorkChain: DFT labels (energy, forces, stress) of many frames with pw.x, into one TrainingSetData.
+
+One PwBaseWorkChain per frame (its error handlers do the retries), at most ``max_concurrent`` at once, the same
+cutoffs for every frame. Frames that fail are recorded with their reason; the successful labels are always output,
+and a dedicated exit code says when more than ``max_failed_fraction`` failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, calcfunction, while_
+from aiida_quantumespresso.calculations.functions.create_kpoints_from_distance import create_kpoints_from_distance
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
+from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+from ..analysis.frames import label_frame, qe_stress_to_ase
+from ..data.training_set import TrainingSetData
+from ..protocols import protocol_file
+from ..setup.pseudos import DEFAULT_FAMILY
+from .pw import get_singlepoint_builder, load_pseudo_family, recommended_cutoffs
+
+__all__ = ('LabelWorkChain', 'collect_labels', 'dataset_to_structures')
+
+# keys of per-frame provenance copied from the `origin` input into each labelled frame's info
+ORIGIN_KEYS = ('origin_builder', 'origin_iteration', 'origin_system', 'origin_temperature_K', 'origin_pressure_GPa')
+
+
+@calcfunction
+def dataset_to_structures(dataset: TrainingSetData) -> dict[str, orm.StructureData]:
+    """One StructureData per frame of ``dataset``, keyed ``frame_00000`` ... in frame order."""
+    return {frame_key(index): orm.StructureData(ase=frame) for index, frame in enumerate(dataset.to_ase())}
+
+
+@calcfunction
+def collect_labels(**nodes: orm.Data) -> TrainingSetData:
+    """The labelled dataset from per-frame pw.x outputs.
+
+    Inputs: ``structure_<i>``, ``trajectory_<i>`` and ``parameters_<i>`` for each labelled frame i, optionally
+    ``source`` (the unlabelled dataset the frames came from; its per-frame info is kept) and ``origin`` (a Dict of
+    info for every frame). Stress goes from pw.x's GPa (positive = compressive) to ASE's eV/Angstrom^3.
+    """
+    source = nodes.pop('source', None)
+    origin = nodes.pop('origin').get_dict() if 'origin' in nodes else {}
+    source_frames = source.to_ase() if source is not None else None
+    indices = sorted(int(key.split('_')[1]) for key in nodes if key.startswith('structure_'))
+    frames = []
+    for index in indices:
+        structure, trajectory, parameters = (
+            nodes[f'{kind}_{index}'] for kind in ('structure', 'trajectory', 'parameters')
+        )
+        info = dict(source_frames[index].info) if source_frames is not None else {}
+        info.update(origin)
+        info['label_uuid'] = parameters.creator.uuid
+        frames.append(
+            label_frame(
+                structure.get_ase(),
+                energy=parameters['energy'],
+                forces=trajectory.get_array('forces')[-1],
+                stress=qe_stress_to_ase(trajectory.get_array('stress')[-1]),
+                info=info,
+            )
+        )
+    return TrainingSetData(frames)
+
+
+def frame_key(index: int) -> str:
+    return f'frame_{index:05d}'
+
+
+def _validate_inputs(inputs: dict, _) -> str | None:
+    if ('structures' in inputs and inputs['structures']) == ('frames' in inputs):
+        return 'give exactly one of `structures` (StructureData namespace) or `frames` (an unlabelled TrainingSetData)'
+    parameters = inputs['pw_base']['pw']['parameters'].get_dict()
+    if not {'ecutwfc', 'ecutrho'} <= set(parameters.get('SYSTEM', {})):
+        return '`pw_base.pw.parameters.SYSTEM` must set ecutwfc and ecutrho: every frame needs the same cutoffs'
+    return None
+
+
+def _validate_positive_int(value: orm.Int, _) -> str | None:
+    return None if value.value >= 1 else f'must be at least 1, got {value.value}'
+
+
+def _validate_fraction(value: orm.Float, _) -> str | None:
+    return None if 0.0 <= value.value <= 1.0 else f'must be between 0 and 1, got {value.value}'
+
+
+def _validate_origin(value: orm.Dict, _) -> str | None:
+    unknown = sorted(set(value.keys()) - set(ORIGIN_KEYS))
+    return f'unknown keys {unknown}; allowed: {", ".join(ORIGIN_KEYS)}' if unknown else None
+
+
+class LabelWorkChain(ProtocolMixin, WorkChain):
+    """Label frames with pw.x (energy, forces, stress) into one TrainingSetData."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(
+            PwBaseWorkChain,
+            namespace='pw_base',
+            exclude=('clean_workdir', 'pw.structure', 'pw.pseudos', 'kpoints', 'kpoints_distance'),
+            namespace_options={'help': 'Template of the PwBaseWorkChain run for every frame.'},
+        )
+        spec.input_namespace(
+            'structures',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help='Frames to label, as StructureData.',
+        )
+        spec.input(
+            'frames',
+            valid_type=TrainingSetData,
+            required=False,
+            help='Frames to label, as an (unlabelled) TrainingSetData; its per-frame info is kept.',
+        )
+        spec.input(
+            'pseudo_family',
+            valid_type=orm.Str,
+            default=lambda: orm.Str(DEFAULT_FAMILY),
+            help='Label of an installed aiida-pseudo family covering every element.',
+        )
+        spec.input(
+            'kpoints_distance',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(0.25),
+            help='k-point spacing (1/Angstrom); a 1x1x1 mesh runs Gamma-only.',
+        )
+        spec.input(
+            'max_concurrent',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(4),
+            validator=_validate_positive_int,
+            help='At most this many PwBaseWorkChains run at once.',
+        )
+        spec.input(
+            'max_failed_fraction',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(0.05),
+            validator=_validate_fraction,
+            help='Fail the work chain when more frames than this fraction fail.',
+        )
+        spec.input(
+            'clean_workdir',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            help='Clean the remote folders of the pw.x calculations when they finish.',
+        )
+        spec.input(
+            'origin',
+            valid_type=orm.Dict,
+            required=False,
+            validator=_validate_origin,
+            help=f'Provenance info added to every frame: {", ".join(ORIGIN_KEYS)}.',
+        )
+        spec.inputs.validator = _validate_inputs
+        spec.outline(
+            cls.setup,
+            while_(cls.frames_left)(cls.submit_batch, cls.inspect_batch),
+            cls.results,
+        )
+        spec.output(
+            'dataset',
+            valid_type=TrainingSetData,
+            required=False,
+            help='The successfully labelled frames (present even when the work chain fails).',
+        )
+        spec.output('failed', valid_type=orm.Dict, help='Failed frames: key -> pk, exit status and reason.')
+        spec.exit_code(300, 'ERROR_PSEUDO_FAMILY', message='The pseudo family cannot label these frames: {reason}')
+        spec.exit_code(
+            401,
+            'ERROR_NO_FRAME_LABELLED',
+            message='All {n_total} frames failed; see the `failed` output and `verdi process report`.',
+        )
+        spec.exit_code(
+            402,
+            'ERROR_TOO_MANY_FAILED_FRAMES',
+            message='{n_failed} of {n_total} frames failed, more than max_failed_fraction={fraction}; the '
+            'successful labels are in the `dataset` output and the failures in `failed`.',
+        )
+        # fmt: on
+
+    @classmethod
+    def get_protocol_filepath(cls):
+        return protocol_file('label')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structures: list[orm.StructureData] | TrainingSetData,
+        pseudo_family: str = DEFAULT_FAMILY,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        num_mpiprocs: int = 1,
+    ):
+        """Builder labelling ``structures`` with the protocol (fast / moderate / precise) and ``overrides``.
+
+        Cutoffs are fixed here, once for all frames, from the family's recommendation over every element present.
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        if isinstance(structures, TrainingSetData):
+            elements = set(structures.species)
+            example = orm.StructureData(ase=structures.to_ase()[0])
+        else:
+            structures = list(structures)
+            if not structures:
+                raise ValueError('structures: give at least one structure')
+            elements = set().union(*(structure.get_symbols_set() for structure in structures))
+            example = structures[0]
+        cutoffs = recommended_cutoffs(pseudo_family, elements, inputs['cutoff_scale'])
+        template = get_singlepoint_builder(
+            code,
+            example,
+            pseudo_family=pseudo_family,
+            protocol=inputs['pw_base_protocol'],
+            overrides=recursive_merge(inputs['pw_base'], {'pw': {'parameters': {'SYSTEM': cutoffs}}}),
+            num_mpiprocs=num_mpiprocs,
+        )
+        builder = cls.get_builder()
+        for key in ('max_iterations', 'handler_overrides'):
+            if key in template:
+                builder.pw_base[key] = template[key]
+        pw = dict(template.pw)
+        for key in ('structure', 'pseudos'):
+            pw.pop(key, None)
+        builder.pw_base.pw = pw
+        if isinstance(structures, TrainingSetData):
+            builder.frames = structures
+        else:
+            builder.structures = {frame_key(index): structure for index, structure in enumerate(structures)}
+        builder.pseudo_family = orm.Str(pseudo_family)
+        builder.kpoints_distance = orm.Float(inputs['kpoints_distance'])
+        builder.max_concurrent = orm.Int(inputs['max_concurrent'])
+        builder.max_failed_fraction = orm.Float(inputs['max_failed_fraction'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        return builder
+
+    def setup(self):
+        """Collect the frames to label and check the pseudo family covers them."""
+        if 'frames' in self.inputs:
+            self.ctx.structures = dict(dataset_to_structures(self.inputs.frames))
+        else:
+            self.ctx.structures = dict(self.inputs.structures)
+        self.ctx.pending = sorted(self.ctx.structures)
+        self.ctx.labelled = {}
+        self.ctx.failed = {}
+        elements = set().union(*(structure.get_symbols_set() for structure in self.ctx.structures.values()))
+        try:
+            self.ctx.family = load_pseudo_family(self.inputs.pseudo_family.value, elements)
+        except ValueError as exception:
+            return self.exit_codes.ERROR_PSEUDO_FAMILY.format(reason=str(exception))
+        self.report(f'labelling {len(self.ctx.pending)} frames, at most {self.inputs.max_concurrent.value} at once')
+        return None
+
+    def frames_left(self) -> bool:
+        return bool(self.ctx.pending)
+
+    def submit_batch(self):
+        """Submit the next ``max_concurrent`` frames; the step waits for all of them."""
+        batch, self.ctx.pending = (
+            self.ctx.pending[: self.inputs.max_concurrent.value],
+            self.ctx.pending[self.inputs.max_concurrent.value :],
+        )
+        running = {}
+        for key in batch:
+            running[key] = self.submit(PwBaseWorkChain, **self._frame_inputs(key))
+        self.report(f'submitted {", ".join(f"{key}<{node.pk}>" for key, node in running.items())}')
+        return ToContext(**{f'batch_{key}': node for key, node in running.items()})
+
+    def _frame_inputs(self, key: str) -> AttributeDict:
+        structure = self.ctx.structures[key]
+        inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace='pw_base'))
+        inputs.pw = AttributeDict(inputs.pw)
+        inputs.pw.structure = structure
+        inputs.pw.pseudos = self.ctx.family.get_pseudos(structure=structure)
+        kpoints = create_kpoints_from_distance(
+            structure, self.inputs.kpoints_distance, orm.Bool(False), metadata={'call_link_label': f'kpoints_{key}'}
+        )
+        inputs.kpoints = kpoints
+        if tuple(kpoints.get_kpoints_mesh()[0]) == (1, 1, 1):
+            # Gamma-only: real wavefunctions, about half the cost for the large cells where the mesh is 1x1x1
+            settings = inputs.pw.settings.get_dict() if 'settings' in inputs.pw else {}
+            inputs.pw.settings = orm.Dict({**settings, 'gamma_only': True})
+        inputs.clean_workdir = self.inputs.clean_workdir
+        inputs.metadata = {'call_link_label': f'label_{key}', 'label': key}
+        return inputs
+
+    def inspect_batch(self):
+        """Sort the finished batch into labelled and failed frames."""
+        for context_key in [key for key in self.ctx if key.startswith('batch_')]:
+            node = self.ctx.pop(context_key)
+            key = context_key[len('batch_') :]
+            if node.is_finished_ok:
+                self.ctx.labelled[key] = node
+            else:
+                reason = node.exit_message or (node.exception or 'excepted or killed').splitlines()[-1]
+                self.ctx.failed[key] = {'pk': node.pk, 'exit_status': node.exit_status, 'reason': reason}
+                self.report(f'{key}: PwBaseWorkChain<{node.pk}> failed [{node.exit_status}]: {reason}')
+
+    def results(self):
+        """Output the labelled dataset and the failures, then apply the failure policy."""
+        n_total = len(self.ctx.labelled) + len(self.ctx.failed)
+        if self.ctx.labelled:
+            self.out('dataset', collect_labels(**self._collect_inputs()))
+            self.report(
+                f'labelled {len(self.ctx.labelled)} of {n_total} frames: TrainingSetData<{self.outputs["dataset"].pk}>'
+            )
+        self.out('failed', orm.Dict(self.ctx.failed).store())
+        if not self.ctx.labelled:
+            return self.exit_codes.ERROR_NO_FRAME_LABELLED.format(n_total=n_total)
+        if len(self.ctx.failed) > self.inputs.max_failed_fraction.value * n_total:
+            return self.exit_codes.ERROR_TOO_MANY_FAILED_FRAMES.format(
+                n_failed=len(self.ctx.failed), n_total=n_total, fraction=self.inputs.max_failed_fraction.value
+            )
+        return None
+
+    def _collect_inputs(self) -> dict[str, orm.Data]:
+        index_of = {key: index for index, key in enumerate(sorted(self.ctx.structures))}
+        nodes: dict[str, orm.Data] = {}
+        for key, node in self.ctx.labelled.items():
+            index = index_of[key]
+            nodes[f'structure_{index}'] = self.ctx.structures[key]
+            nodes[f'trajectory_{index}'] = node.outputs.output_trajectory
+            nodes[f'parameters_{index}'] = node.outputs.output_parameters
+        if 'frames' in self.inputs:
+            nodes['source'] = self.inputs.frames
+        if 'origin' in self.inputs:
+            nodes['origin'] = self.inputs.origin
+        return nodes
