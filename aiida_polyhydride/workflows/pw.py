@@ -9,6 +9,7 @@ from aiida.engine import ProcessBuilder
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
+from ..setup.cluster import default_job_options
 from ..setup.pseudos import DEFAULT_FAMILY
 
 
@@ -24,7 +25,8 @@ def get_singlepoint_builder(
     """PwBaseWorkChain builder of an SCF with forces and stress (what a training label needs).
 
     ``stringency`` picks the family's recommended cutoffs ('low', 'normal', 'high') for families that define
-    several, such as the generated ``polyhydride/PBE/PAW``; explicit ``ecutwfc``/``ecutrho`` overrides win.
+    several, such as the generated ``polyhydride/PBE/PAW``; explicit ``ecutwfc``/``ecutrho`` overrides win. The job
+    goes to the account/queue/qos that the code's computer was set up with (``aiida-polyhydride setup computer``).
     """
     overrides = recursive_merge(
         {'pseudo_family': pseudo_family, 'pw': {'parameters': {'CONTROL': {'tprnfor': True, 'tstress': True}}}},
@@ -38,7 +40,10 @@ def get_singlepoint_builder(
         structure,
         protocol=protocol,
         overrides=overrides,
-        options={'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': num_mpiprocs}},
+        options={
+            'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': num_mpiprocs},
+            **default_job_options(code.computer),
+        },
     )
 
 
