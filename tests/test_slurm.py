@@ -181,7 +181,7 @@ def test_scancel_of_a_running_job(slurm_setup, started_daemon_client):
     assert calcjobs == [calculation.pk]  # no restart
     stderr = calculation.outputs.retrieved.base.repository.get_object_content('_scheduler-stderr.txt')
     assert f'JOB {job_id} ON localhost CANCELLED AT' in stderr
-    assert calculation.exit_status == PwCalculation.exit_codes.ERROR_OUTPUT_STDOUT_INCOMPLETE.status, (
+    assert calculation.exit_status == PwCalculation.exit_codes.ERROR_OUTPUT_FILES.status, (
         calculation.exit_status,
         calculation.exit_message,
     )
