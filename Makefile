@@ -34,6 +34,7 @@ system-packages:
 
 services:
 	@bash .ci/services.sh
+	@bash .ci/slurm.sh
 
 # torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt

@@ -43,6 +43,14 @@ def aiida_profile(aiida_config, aiida_profile_factory):
 
 
 @pytest.fixture(scope='session')
+def cah4_primitive():
+    """The 5-atom primitive cell of the CaH4 I4/mmm prototype (a ~40 GPa cell): the tiny Ca-H cell of the DFT tests."""
+    from aiida_polyhydride.structures import bulk_phase, primitive_cell
+
+    return primitive_cell(bulk_phase('MH4-I4mmm', 'Ca'))
+
+
+@pytest.fixture(scope='session')
 def localhost_setup(aiida_profile):
     """The plugin's own set-up (computer, codes, generated pseudo family) in the session profile."""
     from aiida_polyhydride.setup.computer import setup_codes, setup_localhost

@@ -84,3 +84,79 @@ def setup(
         click.secho(f'Profile {profile_name!r} is set up.', fg='green')
     else:
         click.secho(f'Nothing changed: profile {profile_name!r} was already set up.', fg='green')
+
+
+@setup.command('computer')
+@click.argument('description_file', metavar='FILE.yaml')
+@click.option(
+    '-p',
+    '--profile-name',
+    default=None,
+    help='AiiDA profile to add the computer to; default: the profile given to `setup -p`, the loaded one, or '
+    f'{DEFAULT_PROFILE!r}.',
+)
+@click.option('--dry-run', is_flag=True, help='Only validate the file and show what would be set up; needs no profile.')
+@click.pass_context
+def computer(ctx, description_file, profile_name, dry_run):
+    """Create a computer and its codes from a YAML description (templates in workflows/computers/).
+
+    The whole file is validated before anything is created. Idempotent: a second run with the same file changes
+    nothing and says so; settings such as prepend_text or the mpirun command are brought in line with the file.
+    """
+    from ..setup.cluster import load_description, setup_cluster
+
+    try:
+        description = load_description(description_file)
+    except SetupError as exception:
+        raise click.ClickException(str(exception)) from None
+    if dry_run:
+        click.echo(
+            f'{description_file}: valid: computer {description.label} ({description.hostname}, '
+            f'{description.transport}, {description.scheduler}), codes: '
+            f'{", ".join(f"{code.label}@{description.label}" for code in description.codes) or "none"}'
+        )
+        return
+
+    profile = _load_profile(_profile_name(ctx, profile_name))
+    try:
+        results = setup_cluster(description)
+    except SetupError as exception:
+        raise click.ClickException(str(exception)) from None
+    for result in results:
+        click.echo(str(result))
+    if any(result.changed for result in results):
+        click.secho(f'Computer {description.label!r} is set up in profile {profile!r}.', fg='green')
+    else:
+        click.secho(
+            f'Nothing changed: computer {description.label!r} and its codes were already set up in profile '
+            f'{profile!r}.',
+            fg='green',
+        )
+
+
+def _profile_name(ctx: click.Context, profile_name: str | None) -> str:
+    """The subcommand's -p, else the group's -p if given, else the loaded profile, else the plugin's default."""
+    from click.core import ParameterSource
+
+    if profile_name:
+        return profile_name
+    parent = ctx.parent
+    if parent is not None and parent.get_parameter_source('profile_name') == ParameterSource.COMMANDLINE:
+        return parent.params['profile_name']
+    from aiida.manage import get_manager
+
+    loaded = get_manager().get_profile()
+    return loaded.name if loaded is not None else DEFAULT_PROFILE
+
+
+def _load_profile(name: str) -> str:
+    from aiida import load_profile
+    from aiida.manage.configuration import get_config
+
+    if name not in get_config(create=True).profile_names:
+        raise click.ClickException(
+            f'AiiDA profile {name!r} does not exist: create it with `aiida-polyhydride setup -p {name}` '
+            '(or `--postgres`) first, or name another with -p.'
+        )
+    load_profile(name, allow_switch=True)
+    return name

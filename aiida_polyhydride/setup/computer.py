@@ -63,8 +63,18 @@ def setup_code(
     executable: str,
     default_calc_job_plugin: str | None = None,
     description: str = '',
+    *,
+    prepend_text: str = '',
+    append_text: str = '',
+    use_double_quotes: bool = False,
+    with_mpi: bool | None = None,
+    resolve: bool = True,
 ) -> tuple[orm.InstalledCode, SetupResult]:
-    """Create the installed code ``label@computer`` for ``executable`` (a name on PATH or a path) unless it exists."""
+    """Create the installed code ``label@computer`` for ``executable`` unless it exists.
+
+    With ``resolve`` (this machine), ``executable`` is a name on PATH or a path and must exist here; without (a remote
+    computer), it is the absolute path on that computer and is stored as given.
+    """
     full_label = f'{label}@{computer.label}'
     try:
         code = orm.load_code(full_label)
@@ -73,7 +83,7 @@ def setup_code(
     else:
         return code, SetupResult('code', False, f'{full_label} -> {code.filepath_executable}')
 
-    path = shutil.which(executable)
+    path = shutil.which(executable) if resolve else executable
     if path is None:
         raise SetupError(f'executable {executable!r} for code {full_label} not found on PATH: install it first.')
     code = orm.InstalledCode(
@@ -82,6 +92,10 @@ def setup_code(
         label=label,
         default_calc_job_plugin=default_calc_job_plugin,
         description=description,
+        prepend_text=prepend_text,
+        append_text=append_text,
+        use_double_quotes=use_double_quotes,
+        with_mpi=with_mpi,
     ).store()
     return code, SetupResult('code', True, f'{full_label} -> {path}')
 

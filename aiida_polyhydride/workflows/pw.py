@@ -10,6 +10,7 @@ from aiida.engine import ProcessBuilder
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
+from ..setup.cluster import default_job_options
 from ..setup.pseudos import DEFAULT_FAMILY
 
 
@@ -50,7 +51,8 @@ def get_singlepoint_builder(
     """PwBaseWorkChain builder of an SCF with forces and stress (what a training label needs).
 
     ``protocol`` is aiida-quantumespresso's (fast / balanced / stringent); cutoffs are the family's recommendation
-    times ``cutoff_scale`` unless ``overrides`` set ecutwfc and ecutrho.
+    times ``cutoff_scale`` unless ``overrides`` set ecutwfc and ecutrho. The job goes to the account/queue/qos that
+    the code's computer was set up with (``aiida-polyhydride setup computer``).
     """
     cutoffs = recommended_cutoffs(pseudo_family, structure.get_symbols_set(), cutoff_scale)
     overrides = recursive_merge(
@@ -65,5 +67,8 @@ def get_singlepoint_builder(
         structure,
         protocol=protocol,
         overrides=overrides,
-        options={'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': num_mpiprocs}},
+        options={
+            'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': num_mpiprocs},
+            **default_job_options(code.computer),
+        },
     )

@@ -1,0 +1,272 @@
+"""pw.x through this machine's single-node SLURM: the computer comes from the YAML template through the real CLI.
+
+Needs a running SLURM node `localhost` with partition `debug`: `make test` starts it (.ci/slurm.sh). Also
+``aiida-polyhydride setup computer``'s validation of bad descriptions, as a user runs it (a subprocess, its own
+AIIDA_PATH), and of the cluster example, without connecting to it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+COMPUTERS = Path(__file__).resolve().parents[1] / 'workflows' / 'computers'
+LOCALHOST_SLURM = COMPUTERS / 'localhost-slurm.yaml'
+CLUSTER_EXAMPLE = COMPUTERS / 'cluster-example.yaml'
+SLURM_LABEL = 'localhost-slurm'
+CLI = str(Path(sys.executable).with_name('aiida-polyhydride'))
+
+
+@pytest.fixture
+def user_environment(tmp_path):
+    """Environment of a user whose AiiDA config lives in ``tmp_path`` (never the test session's)."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith('AIIDA')}
+    environment['AIIDA_PATH'] = str(tmp_path)
+    return environment
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def report(node) -> str:
+    """The work chain's report and its CalcJobs' exit statuses, for assertion messages."""
+    from aiida import orm
+    from aiida.cmdline.utils.common import get_workchain_report
+
+    calcjobs = [f'{c.pk}: {c.exit_status} {c.exit_message}' for c in node.called if isinstance(c, orm.CalcJobNode)]
+    return '\n'.join([get_workchain_report(node, 'REPORT'), *calcjobs])
+
+
+def squeue_state(job_id: str) -> str:
+    """SLURM state of ``job_id`` (RUNNING, PENDING, ...) or '' once it left the queue."""
+    result = subprocess.run(
+        ['squeue', '--noheader', '--jobs', job_id, '--format', '%T'], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip()
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f'{what}: not within {timeout} s')
+
+
+@pytest.fixture(scope='module')
+def slurm_setup(localhost_setup, aiida_profile):
+    """`aiida-polyhydride setup computer localhost-slurm.yaml` in the session profile, run twice."""
+    from click.testing import CliRunner
+
+    from aiida_polyhydride.cli import cli
+
+    if shutil.which('sinfo') is None or 'idle' not in subprocess.run(
+        ['sinfo', '--noheader', '--Node', '--format=%T'], capture_output=True, text=True, check=False
+    ).stdout.replace('mixed', 'idle'):
+        pytest.fail('no idle SLURM node on this machine: start one with `make services` (.ci/slurm.sh)')
+    arguments = ['setup', 'computer', '-p', aiida_profile.name, str(LOCALHOST_SLURM)]
+    first = CliRunner().invoke(cli, arguments)
+    second = CliRunner().invoke(cli, arguments)
+    return first, second
+
+
+def test_setup_computer_from_yaml_is_idempotent(slurm_setup):
+    from aiida import orm
+
+    first, second = slurm_setup
+    assert first.exit_code == 0, first.output
+    assert f'computer: created: {SLURM_LABEL} (localhost, core.local, core.slurm, queue_name debug)' in first.output
+    assert f'code: created: pw@{SLURM_LABEL} -> ' in first.output
+    assert second.exit_code == 0, second.output
+    assert 'Nothing changed' in second.output
+    assert 'created' not in second.output
+
+    computer = orm.load_computer(SLURM_LABEL)
+    assert (computer.transport_type, computer.scheduler_type) == ('core.local', 'core.slurm')
+    assert computer.is_configured
+    assert computer.get_configuration() == {'safe_interval': 0.0, 'use_login_shell': False}
+    assert computer.get_minimum_job_poll_interval() == 1.0
+    assert computer.get_mpirun_command()[:3] == ['mpirun', '--allow-run-as-root', '--oversubscribe']
+    assert 'export OMP_NUM_THREADS=1' in computer.get_prepend_text()
+    code = orm.load_code(f'pw@{SLURM_LABEL}')
+    assert code.default_calc_job_plugin == 'quantumespresso.pw'
+    assert code.filepath_executable == Path(shutil.which('pw.x'))
+
+
+def test_pw_singlepoint_through_slurm(slurm_setup, submit_and_await, cah4_primitive):
+    from aiida import orm
+
+    from aiida_polyhydride.workflows.pw import get_singlepoint_builder
+
+    structure = orm.StructureData(ase=cah4_primitive)
+    builder = get_singlepoint_builder(
+        orm.load_code(f'pw@{SLURM_LABEL}'),
+        structure,
+        cutoff_scale=2 / 3,  # 30/240 Ry: enough for a smoke test
+        overrides={'kpoints_distance': 0.6, 'clean_workdir': True},
+    )
+    node = submit_and_await(builder, timeout=600)
+
+    assert node.is_finished_ok, f'{node.exit_status}: {node.exit_message}'
+    calculations = [child for child in node.called if isinstance(child, orm.CalcJobNode)]
+    assert len(calculations) == 1, report(node)
+    calculation = calculations[0]
+    assert calculation.is_finished_ok
+    assert calculation.computer.label == SLURM_LABEL
+    assert calculation.computer.scheduler_type == 'core.slurm'
+    assert calculation.get_option('queue_name') == 'debug'  # the computer's default from the YAML file
+    job_id = calculation.get_job_id()
+    assert job_id is not None and job_id.isdigit(), job_id
+    assert calculation.get_scheduler_state().value == 'done'
+    forces = node.outputs.output_trajectory.get_array('forces')[-1]
+    assert forces.shape == (5, 3)
+    assert np.allclose(forces.sum(axis=0), 0.0, atol=1e-2)  # Newton's third law in a periodic cell
+
+
+def test_scancel_of_a_running_job(slurm_setup, started_daemon_client, cah4_primitive):
+    """A job cancelled in SLURM while pw.x runs: the CalcJob fails, the work chain stops with a clear exit status."""
+    from aiida import orm
+    from aiida.engine import ProcessState, submit
+    from aiida_quantumespresso.calculations.pw import PwCalculation
+    from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+    from aiida_polyhydride.workflows.pw import get_singlepoint_builder
+
+    # A k mesh dense enough that pw.x runs for minutes: the job is still running when it is cancelled.
+    builder = get_singlepoint_builder(
+        orm.load_code(f'pw@{SLURM_LABEL}'),
+        orm.StructureData(ase=cah4_primitive),
+        cutoff_scale=2 / 3,  # 30/240 Ry: enough for a smoke test
+        overrides={'kpoints_distance': 0.15, 'clean_workdir': True},
+    )
+    node = submit(builder)
+
+    def first_calcjob():
+        return next((child for child in node.called if isinstance(child, orm.CalcJobNode)), None)
+
+    calculation = wait_for(first_calcjob, 120, 'PwCalculation launched')
+    job_id = wait_for(calculation.get_job_id, 120, 'job id recorded')
+    wait_for(lambda: squeue_state(job_id) == 'RUNNING', 120, f'SLURM job {job_id} running')
+    time.sleep(3)  # let pw.x get going inside the job
+    assert squeue_state(job_id) == 'RUNNING'
+    subprocess.run(['scancel', job_id], check=True)
+
+    wait_for(lambda: node.is_terminated, 300, f'PwBaseWorkChain<{node.pk}> terminated after scancel')
+
+    assert node.process_state == ProcessState.FINISHED  # neither excepted nor killed
+    assert calculation.process_state == ProcessState.FINISHED
+    calcjobs = [child.pk for child in node.called if isinstance(child, orm.CalcJobNode)]
+    assert calcjobs == [calculation.pk]  # no restart
+    stderr = calculation.outputs.retrieved.base.repository.get_object_content('_scheduler-stderr.txt')
+    assert f'JOB {job_id} ON localhost CANCELLED AT' in stderr
+    assert calculation.exit_status == PwCalculation.exit_codes.ERROR_OUTPUT_FILES.status, (
+        calculation.exit_status,
+        calculation.exit_message,
+    )
+    assert node.exit_status == PwBaseWorkChain.exit_codes.ERROR_UNHANDLED_FAILURE.status, (
+        node.exit_status,
+        node.exit_message,
+    )
+    assert squeue_state(job_id) == ''
+
+
+@pytest.mark.parametrize(
+    ('content', 'message'),
+    [
+        (
+            'label: x\nhostname: h\ntransport: core.local\nscheduler: core.slurm\nworkdir: /tmp/x\nqueue: debug\n',
+            'unknown key(s) in computer: queue (allowed: label, hostname,',
+        ),
+        (
+            'label: x\ntransport: core.local\nscheduler: core.slurm\nworkdir: /tmp/x\n',
+            'missing required key(s) in computer: hostname',
+        ),
+        (
+            'label: x\nhostname: h\ntransport: core.local\nscheduler: core.slurmm\nworkdir: /tmp/x\n',
+            "unknown scheduler 'core.slurmm': installed schedulers are core.direct,",
+        ),
+        (
+            'label: x\nhostname: h\ntransport: core.sftp\nscheduler: core.slurm\nworkdir: /tmp/x\n',
+            "unknown transport 'core.sftp'",
+        ),
+        (
+            'label: x\nhostname: h\ntransport: core.ssh\nscheduler: core.slurm\nworkdir: /tmp/x\n'
+            'configure: {user: me}\n',
+            'unknown option(s) for transport core.ssh in configure: user (allowed: username,',
+        ),
+        (
+            'label: x\nhostname: h\ntransport: core.ssh\nscheduler: core.slurm\nworkdir: /tmp/x\n'
+            'codes: [{label: pw, executable: pw.x}]\n',
+            "code 'pw': executable 'pw.x' must be an absolute path on the remote machine",
+        ),
+        (
+            'label: x\nhostname: h\ntransport: core.local\nscheduler: core.slurm\nworkdir: /tmp/x\n'
+            'codes: [{label: pw, executable: pw.x, default_plugin: quantumespresso.pww}]\n',
+            "unknown calculation plugin 'quantumespresso.pww'",
+        ),
+        ('label: [unclosed\n', 'not valid YAML (line 2)'),
+    ],
+    ids=[
+        'unknown-key',
+        'missing-hostname',
+        'bad-scheduler',
+        'bad-transport',
+        'bad-configure',
+        'relative-remote-exe',
+        'bad-plugin',
+        'bad-yaml',
+    ],
+)
+def test_bad_description_gives_one_clear_line(user_environment, tmp_path, content, message):
+    path = tmp_path / 'computer.yaml'
+    path.write_text(content)
+    result = run_cli('setup', 'computer', str(path), env=user_environment)
+    assert result.returncode == 1
+    assert message in result.stderr
+    # aiida itself may warn first that it creates the (empty) config folder; the error is one line, the last.
+    errors = [line for line in result.stderr.splitlines() if line.startswith('Error:')]
+    assert errors == [result.stderr.strip().splitlines()[-1]], result.stderr
+    assert errors[0].startswith(f'Error: {path}: ')
+    assert 'Traceback' not in result.stderr + result.stdout
+
+
+def test_missing_description_file(user_environment, tmp_path):
+    missing = tmp_path / 'nowhere.yaml'
+    result = run_cli('setup', 'computer', str(missing), env=user_environment)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: cannot read computer description '{missing}': No such file or directory"
+    )
+    assert 'Traceback' not in result.stderr
+
+
+def test_setup_computer_needs_an_existing_profile(user_environment):
+    result = run_cli('setup', 'computer', '-p', 'nosuch', str(LOCALHOST_SLURM), env=user_environment)
+    assert result.returncode == 1
+    assert "AiiDA profile 'nosuch' does not exist" in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_cluster_example_is_valid_without_connecting(user_environment):
+    from aiida_polyhydride.setup.cluster import load_description
+
+    description = load_description(CLUSTER_EXAMPLE)
+    assert (description.transport, description.scheduler) == ('core.ssh', 'core.slurm')
+    assert description.job_options == {'account': 'project123', 'queue_name': 'cpu'}
+    assert description.configure['key_filename'].endswith('/.ssh/id_ed25519')
+    assert [code.label for code in description.codes] == ['pw', 'python-gpu']
+    assert all(code.executable.startswith('/') for code in description.codes)
+
+    result = run_cli('setup', 'computer', '--dry-run', str(CLUSTER_EXAMPLE), env=user_environment)
+    assert result.returncode == 0, result.stderr
+    assert 'valid: computer my-cluster (login.my-cluster.example.org, core.ssh, core.slurm)' in result.stdout
