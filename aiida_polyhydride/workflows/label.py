@@ -66,12 +66,29 @@ def collect_labels(**nodes: orm.Data) -> TrainingSetData:
     return TrainingSetData(frames)
 
 
+def _parameters_for_kinds(parameters: orm.Dict, kinds: list[str]) -> orm.Dict:
+    """``parameters`` without per-kind SYSTEM entries (e.g. starting_magnetization) of kinds absent from a frame."""
+    content = parameters.get_dict()
+    system = content.get('SYSTEM', {})
+    per_kind = {key: value for key, value in system.items() if isinstance(value, dict)}
+    if all(set(value) <= set(kinds) for value in per_kind.values()):
+        return parameters
+    for key, value in per_kind.items():
+        system[key] = {kind: entry for kind, entry in value.items() if kind in kinds}
+    return orm.Dict(content)
+
+
 def frame_key(index: int) -> str:
     return f'frame_{index:05d}'
 
 
-def _validate_inputs(inputs: dict, _) -> str | None:
-    if ('structures' in inputs and inputs['structures']) == ('frames' in inputs):
+def _validate_inputs(inputs: dict, namespace) -> str | None:
+    # exposed in a wrapper without these ports, the wrapper supplies the frames itself
+    if (
+        'structures' in namespace
+        and 'frames' in namespace
+        and (('structures' in inputs and bool(inputs['structures'])) == ('frames' in inputs))
+    ):
         return 'give exactly one of `structures` (StructureData namespace) or `frames` (an unlabelled TrainingSetData)'
     parameters = inputs['pw_base']['pw']['parameters'].get_dict()
     if not {'ecutwfc', 'ecutrho'} <= set(parameters.get('SYSTEM', {})):
@@ -204,13 +221,14 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         inputs = cls.get_protocol_inputs(protocol, overrides)
         if isinstance(structures, TrainingSetData):
             elements = set(structures.species)
-            example = orm.StructureData(ase=structures.to_ase()[0])
+            example = orm.StructureData(ase=min(structures.to_ase(), key=len))
         else:
             structures = list(structures)
             if not structures:
                 raise ValueError('structures: give at least one structure')
             elements = set().union(*(structure.get_symbols_set() for structure in structures))
-            example = structures[0]
+            # aiida-quantumespresso scales conv_thr with the atom count: the smallest frame gives the tightest
+            example = min(structures, key=lambda structure: len(structure.sites))
         cutoffs = recommended_cutoffs(pseudo_family, elements, inputs['cutoff_scale'])
         template = get_singlepoint_builder(
             code,
@@ -277,6 +295,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         inputs.pw = AttributeDict(inputs.pw)
         inputs.pw.structure = structure
         inputs.pw.pseudos = self.ctx.family.get_pseudos(structure=structure)
+        inputs.pw.parameters = _parameters_for_kinds(inputs.pw.parameters, structure.get_kind_names())
         kpoints = create_kpoints_from_distance(
             structure, self.inputs.kpoints_distance, orm.Bool(False), metadata={'call_link_label': f'kpoints_{key}'}
         )
