@@ -98,3 +98,30 @@ def user_shell(tmp_path):
     yield shell
     for profile in ('polyhydride',):
         shell.verdi('-p', profile, 'daemon', 'stop')
+
+
+@pytest.fixture(scope='session')
+def run_in_daemon(daemon_client):
+    """Submit a builder to the session profile's daemon and wait until it terminates; returns the node.
+
+    Session-scoped (aiida's ``submit_and_await`` is per test), so expensive runs can be shared by module fixtures.
+    """
+    import time
+
+    from aiida.cmdline.utils.common import get_workchain_report
+    from aiida.engine import submit
+
+    def run(builder, timeout: float = 900):
+        if not daemon_client.is_daemon_running:
+            daemon_client.start_daemon()
+        node = submit(builder)
+        deadline = time.monotonic() + timeout
+        while not node.is_terminated:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f'{node.process_label}<{node.pk}> not done in {timeout} s:\n{get_workchain_report(node, "REPORT")}'
+                )
+            time.sleep(0.5)
+        return node
+
+    return run

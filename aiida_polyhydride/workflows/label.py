@@ -96,17 +96,17 @@ def _validate_inputs(inputs: dict, namespace) -> str | None:
     return None
 
 
-def _validate_positive_int(value: orm.Int, _) -> str | None:
-    return None if value.value >= 1 else f'must be at least 1, got {value.value}'
+def _validate_max_concurrent(value: orm.Int, _) -> str | None:
+    return None if value.value >= 1 else f'max_concurrent must be at least 1, got {value.value}'
 
 
-def _validate_fraction(value: orm.Float, _) -> str | None:
-    return None if 0.0 <= value.value <= 1.0 else f'must be between 0 and 1, got {value.value}'
+def _validate_max_failed_fraction(value: orm.Float, _) -> str | None:
+    return None if 0.0 <= value.value <= 1.0 else f'max_failed_fraction must be between 0 and 1, got {value.value}'
 
 
 def _validate_origin(value: orm.Dict, _) -> str | None:
     unknown = sorted(set(value.keys()) - set(ORIGIN_KEYS))
-    return f'unknown keys {unknown}; allowed: {", ".join(ORIGIN_KEYS)}' if unknown else None
+    return f'origin: unknown keys {unknown}; allowed: {", ".join(ORIGIN_KEYS)}' if unknown else None
 
 
 class LabelWorkChain(ProtocolMixin, WorkChain):
@@ -150,14 +150,14 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             'max_concurrent',
             valid_type=orm.Int,
             default=lambda: orm.Int(4),
-            validator=_validate_positive_int,
+            validator=_validate_max_concurrent,
             help='At most this many PwBaseWorkChains run at once.',
         )
         spec.input(
             'max_failed_fraction',
             valid_type=orm.Float,
             default=lambda: orm.Float(0.05),
-            validator=_validate_fraction,
+            validator=_validate_max_failed_fraction,
             help='Fail the work chain when more frames than this fraction fail.',
         )
         spec.input(
