@@ -12,11 +12,12 @@ from ..setup.profile import DEFAULT_PROFILE
 
 @click.command()
 @click.option('-p', '--profile-name', default=DEFAULT_PROFILE, show_default=True, help='AiiDA profile to use.')
-@click.option('--timeout', default=900, show_default=True, help='Seconds to wait for the DFT label.')
+@click.option('--timeout', default=900, show_default=True, help='Seconds to wait for the DFT labels.')
 def demo(profile_name: str, timeout: int) -> None:
-    """Set up the embedded profile, build the Ca-H training domain and label one structure with pw.x.
+    """Set up the embedded profile, build the Ca-H training domain and label frames of it with pw.x.
 
-    The label runs as a PwBaseWorkChain submitted to the AiiDA daemon, so it appears in `verdi process list`.
+    The labels run as a LabelWorkChain (one PwBaseWorkChain per frame) and an IsolatedAtomsWorkChain (the per-type
+    energy shifts of the potential), submitted to the AiiDA daemon, so they appear in `verdi process list`.
     """
     from .setup import run_setup
 
@@ -33,21 +34,23 @@ def demo(profile_name: str, timeout: int) -> None:
         formula = atoms.get_chemical_formula('metal')
         click.echo(f'   {name:<28} {formula:<10} {len(atoms):>4} atoms  {atoms.get_volume():8.1f} A^3')
 
-    click.secho('3. Labelling CaH4 (I4/mmm) with pw.x through the daemon', bold=True)
-    node = _submit_label(structures['CaH4 I4/mmm'])
-    click.echo(f'   submitted PwBaseWorkChain<{node.pk}>; waiting (timeout {timeout} s)')
-    _wait(node, timeout)
-    _report(node, profile_name)
+    click.secho('3. Labelling CaH4 frames and isolated atoms with pw.x through the daemon (protocol fast)', bold=True)
+    label, isolated = _submit_labels(structures['CaH4 I4/mmm'])
+    for node in (label, isolated):
+        click.echo(f'   submitted {node.process_label}<{node.pk}>')
+    click.echo(f'   waiting (timeout {timeout} s)')
+    for node in (label, isolated):
+        _wait(node, timeout, profile_name)
+    _report(label, isolated, profile_name)
 
 
 def _training_domain_examples() -> dict:
     from ..structures import bulk_phase, dense_h2_fluid, off_stoichiometric, primitive_cell, slab_h2_interface
 
-    cah4 = primitive_cell(bulk_phase('MH4-I4mmm', 'Ca'))
     return {
         'CaH2 Pnma': bulk_phase('MH2-Pnma', 'Ca'),
         'CaH2 P6_3/mmc': bulk_phase('MH2-P63mmc', 'Ca'),
-        'CaH4 I4/mmm': cah4,
+        'CaH4 I4/mmm': primitive_cell(bulk_phase('MH4-I4mmm', 'Ca')),
         'CaH6 Im-3m': bulk_phase('MH6-Im-3m', 'Ca'),
         'H2 fluid 0.35 g/cm^3': dense_h2_fluid(16, 0.35, seed=1),
         'CaH3 (off-stoichiometric)': off_stoichiometric(bulk_phase('MH4-I4mmm', 'Ca'), 3.0, seed=1),
@@ -55,53 +58,64 @@ def _training_domain_examples() -> dict:
     }
 
 
-def _submit_label(atoms):
+def _submit_labels(cah4):
     from aiida import orm
     from aiida.engine import submit
     from aiida.engine.daemon.client import get_daemon_client
 
     from ..setup.computer import LOCALHOST, PW_CODE
-    from ..workflows.pw import get_singlepoint_builder
+    from ..structures import rattle
+    from ..workflows.isolated_atoms import IsolatedAtomsWorkChain
+    from ..workflows.label import LabelWorkChain
 
     client = get_daemon_client()
     if not client.is_daemon_running:
         click.echo('   starting the AiiDA daemon')
         client.start_daemon()
     code = orm.load_code(f'{PW_CODE}@{LOCALHOST}')
-    # 'low' cutoffs keep the demo to seconds; production labels use 'normal' or SSSP.
-    builder = get_singlepoint_builder(code, orm.StructureData(ase=atoms), stringency='low')
-    builder.metadata.label = 'demo CaH4 single point'
-    return submit(builder)
+    frames = [cah4, rattle(cah4, stdev=0.1, seed=1)]
+    # 'fast' keeps the demo to a minute; training labels use 'moderate' (the family's recommended cutoffs)
+    builder = LabelWorkChain.get_builder_from_protocol(
+        code, [orm.StructureData(ase=frame) for frame in frames], protocol='fast', overrides={'max_concurrent': 2}
+    )
+    builder.origin = orm.Dict({'origin_builder': 'demo: CaH4 I4/mmm and a rattled copy'})
+    builder.metadata.label = 'demo CaH4 labels'
+    isolated = IsolatedAtomsWorkChain.get_builder_from_protocol(code, ['Ca', 'H'], protocol='fast')
+    isolated.metadata.label = 'demo isolated atoms'
+    return submit(builder), submit(isolated)
 
 
-def _wait(node, timeout: int) -> None:
+def _wait(node, timeout: int, profile_name: str) -> None:
     start = time.monotonic()
     while not node.is_terminated:
         if time.monotonic() - start > timeout:
             raise click.ClickException(
-                f'PwBaseWorkChain<{node.pk}> did not finish within {timeout} s; it is still in the daemon: '
-                f'follow it with `verdi process report {node.pk}`.'
+                f'{node.process_label}<{node.pk}> did not finish within {timeout} s; it is still in the daemon: '
+                f'follow it with `verdi -p {profile_name} process report {node.pk}`.'
             )
         time.sleep(2)
-
-
-def _report(node, profile_name: str) -> None:
     if not node.is_finished_ok:
         raise click.ClickException(
-            f'PwBaseWorkChain<{node.pk}> ended with exit status {node.exit_status}: {node.exit_message}. '
+            f'{node.process_label}<{node.pk}> ended with exit status {node.exit_status}: {node.exit_message}. '
             f'See `verdi -p {profile_name} process report {node.pk}`.'
         )
-    import numpy as np
 
-    parameters = node.outputs.output_parameters.get_dict()
-    forces = node.outputs.output_trajectory.get_array('forces')[-1]
-    stress = node.outputs.output_trajectory.get_array('stress')[-1]
-    n_atoms = len(forces)
-    # aiida-quantumespresso keeps pw.x's stress sign and unit (GPa): pressure = +trace/3, as pw.x prints P=.
-    pressure = np.trace(stress) / 3
+
+def _report(label, isolated, profile_name: str) -> None:
+    import numpy as np
+    from ase.units import GPa
+
+    dataset = label.outputs.dataset
     click.secho('4. Result', bold=True)
-    click.echo(f'   energy          {parameters["energy"]:.5f} eV ({parameters["energy"] / n_atoms:.5f} eV/atom)')
-    click.echo(f'   max |force|     {np.abs(forces).max():.4f} eV/A')
-    click.echo(f'   pressure        {pressure:.2f} GPa')
-    click.echo(f'   wall time pw.x  {parameters.get("wall_time_seconds", float("nan")):.1f} s')
-    click.echo(f'   provenance      verdi -p {profile_name} process show {node.pk}')
+    click.echo(
+        f'   dataset         TrainingSetData<{dataset.pk}>: {len(dataset)} frames, {"+".join(dataset.properties)}'
+    )
+    for index, frame in enumerate(dataset.to_ase()):
+        energy = frame.get_potential_energy() / len(frame)
+        force = np.linalg.norm(frame.get_forces(), axis=1).max()
+        pressure = -np.trace(frame.get_stress(voigt=False)) / 3 / GPa  # ASE stress (eV/A^3) -> pressure (GPa)
+        click.echo(f'   frame {index}         {energy:.4f} eV/atom, max |F| {force:.3f} eV/A, P {pressure:.1f} GPa')
+    energies = isolated.outputs.energies.get_dict()
+    click.echo('   isolated atoms  ' + ', '.join(f'{element} {value:.4f} eV' for element, value in energies.items()))
+    click.echo(f'   provenance      verdi -p {profile_name} process show {label.pk}')
+    click.echo(f'   graph           verdi -p {profile_name} node graph generate {dataset.pk}')
