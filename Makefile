@@ -25,6 +25,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 bench: install
+	$(BIN)/aiida-polyhydride setup
 	$(BIN)/python benchmarks/run.py
 
 install: system-packages $(STAMP)
