@@ -192,3 +192,31 @@ def test_isolated_atom_energies(localhost_setup, run_in_daemon):
     for label in labels:
         system = label.inputs.pw_base.pw.parameters['SYSTEM']
         assert (system['ecutwfc'], system['ecutrho']) == (30.0, 240.0)  # as the 'fast' training labels
+
+
+def test_unlabelled_dataset_is_labelled_with_its_frame_info(localhost_setup, run_in_daemon):
+    from aiida import orm
+
+    from aiida_polyhydride.data import TrainingSetData
+    from aiida_polyhydride.workflows.label import LabelWorkChain
+
+    frame = rocksalt_cah()
+    frame.info.update({'origin_system': 'CaH rocksalt', 'origin_temperature_K': 1500.0, 'origin_iteration': 2})
+    unlabelled = TrainingSetData.from_ase([frame], labelled=False).store()
+    builder = LabelWorkChain.get_builder_from_protocol(
+        orm.load_code('pw@localhost'), unlabelled, protocol='fast', overrides={'kpoints_distance': 0.6}
+    )
+    node = run_in_daemon(builder)
+
+    assert node.is_finished_ok, node.exit_message
+    assert node.outputs.failed.get_dict() == {}
+    labelled = node.outputs.dataset.to_ase()[0]
+    assert labelled.info['origin_system'] == 'CaH rocksalt'
+    assert labelled.info['origin_temperature_K'] == 1500.0
+    assert labelled.info['origin_iteration'] == 2
+    assert np.allclose(labelled.positions, frame.positions)
+    # provenance: the labelled structure was split off the input dataset by a calcfunction
+    (child,) = [child for child in node.called if child.process_label == 'PwBaseWorkChain']
+    creator = child.inputs.pw.structure.creator
+    assert creator.process_label == 'dataset_to_structures'
+    assert creator.inputs.dataset.uuid == unlabelled.uuid
