@@ -1,0 +1,92 @@
+"""Compile packaged nequip models (``.nequip.zip``) for a device, once, and cache them by content.
+
+Runs wherever a model is used (the AiiDA client for ``AllegroPotentialData.get_calculator``, compute nodes for MD),
+so it imports no aiida. The package's sha256 is checked before anything is compiled; the compiled file is keyed by
+package sha256 + device + the local nequip / nequip-allegro / torch versions (AOTInductor output is specific to
+them), and its own sha256 is checked before it is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+__all__ = ('CompilationError', 'cache_directory', 'compiled_model', 'file_sha256', 'stack_versions')
+
+
+class CompilationError(RuntimeError):
+    """nequip-compile failed, or a file does not match its recorded sha256."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stack_versions() -> dict[str, str]:
+    """Versions of the packages a compiled model depends on, in this environment."""
+    return {name: version(name) for name in ('nequip', 'nequip-allegro', 'torch')}
+
+
+def cache_directory() -> Path:
+    """``$AIIDA_POLYHYDRIDE_CACHE`` or ``$XDG_CACHE_HOME/aiida-polyhydride`` (``~/.cache/aiida-polyhydride``)."""
+    if 'AIIDA_POLYHYDRIDE_CACHE' in os.environ:
+        return Path(os.environ['AIIDA_POLYHYDRIDE_CACHE'])
+    return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'aiida-polyhydride'
+
+
+def compiled_model(
+    package: str | Path,
+    sha256: str,
+    device: str = 'cpu',
+    cache: str | Path | None = None,
+    data_path: str | Path | None = None,
+) -> Path:
+    """Path of ``package`` compiled with AOTInductor for ``device`` (ASE target), compiling it on first use.
+
+    ``data_path``: frames with realistic shapes for the compiler (nequip otherwise reads the training data path
+    recorded in the package, which need not exist on this machine).
+    """
+    if file_sha256(package) != sha256:
+        raise CompilationError(f'{package} does not match its recorded sha256 {sha256}: refusing to use it')
+    versions = stack_versions()
+    tag = hashlib.sha256(repr(sorted(versions.items())).encode()).hexdigest()[:12]
+    directory = Path(cache or cache_directory()) / 'compiled'
+    target = directory / f'{sha256[:20]}-{device}-{tag}.nequip.pt2'
+    checksum = target.with_suffix('.sha256')
+    if target.is_file() and checksum.is_file() and file_sha256(target) == checksum.read_text().strip():
+        return target
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix='nequip-compile-', dir=directory) as workdir:
+        # AOTInductor writes its kernels to TORCHINDUCTOR_CACHE_DIR and /tmp/aotinductor_*: keep them per job
+        environment = {**os.environ, 'TORCHINDUCTOR_CACHE_DIR': str(Path(workdir) / 'inductor'), 'TMPDIR': workdir}
+        output = Path(workdir) / target.name
+        command = [
+            _executable('nequip-compile'), str(package), str(output),
+            '--mode', 'aotinductor', '--device', device, '--target', 'ase',
+        ]  # fmt: skip
+        if data_path is not None:
+            command += ['--data-path', str(data_path)]
+        result = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+        if result.returncode != 0 or not output.is_file():
+            tail = '\n'.join((result.stdout + result.stderr).splitlines()[-20:])
+            raise CompilationError(f'nequip-compile failed for {package} on {device} ({result.returncode}):\n{tail}')
+        shutil.move(output, target)
+    checksum.write_text(file_sha256(target) + '\n')
+    return target
+
+
+def _executable(name: str) -> str:
+    """A console script of this Python environment (the compute node's PATH need not contain it)."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.is_file() else (shutil.which(name) or name)
