@@ -1,1 +1,1 @@
-"""Calculation helpers; the nequip/Allegro side is pure Python (no AiiDA import) in :mod:`.allegro_config`."""
+"""CalcJobs of aiida-polyhydride (and the pure configuration builders they use)."""

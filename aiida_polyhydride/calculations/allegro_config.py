@@ -69,6 +69,8 @@ OUTPUT_FILES = {
     'hparams': 'metrics/version_*/hparams.yaml',
     'log': 'train.log',
     'hydra_config': '.hydra/config.yaml',
+    # with a validation file: the best model's predictions on it (the committee spread is computed from these)
+    'validation_predictions': 'validation_predictions_dataset0.xyz',
 }
 
 _LOSS_KEYS = ('energy', 'forces', 'stress')
@@ -376,12 +378,6 @@ def build_config(
     if not _is_int(seed) or seed < 0:
         raise ValueError(f'seed: expected an integer >= 0, got {seed!r}')
 
-    if val_file is None:
-        split = {'file_path': str(train_file), 'train': hp['train_fraction'], 'val': 1.0 - hp['train_fraction']}
-        data_files = {'split_dataset': split}
-    else:
-        data_files = {'train_file_path': str(train_file), 'val_file_path': str(val_file)}
-
     monitor = MONITOR
     callbacks = [
         {
@@ -407,6 +403,26 @@ def build_config(
             'verbose': True,
         }
     )
+
+    if val_file is None:
+        split = {'file_path': str(train_file), 'train': hp['train_fraction'], 'val': 1.0 - hp['train_fraction']}
+        data_files = {'split_dataset': split}
+    else:
+        # the validation frames are also the test set: after training, the best model predicts them
+        # (validation_predictions_dataset0.xyz), so a committee's spread needs no compiled model in the daemon
+        data_files = {
+            'train_file_path': str(train_file),
+            'val_file_path': str(val_file),
+            'test_file_path': str(val_file),
+        }
+        callbacks.append(
+            {
+                '_target_': 'nequip.train.callbacks.TestTimeXYZFileWriter',
+                'out_file': '${hydra:runtime.output_dir}/validation_predictions',
+                'output_fields_from_original_dataset': [],
+                'chemical_symbols': type_names,
+            }
+        )
 
     trainer = {
         '_target_': 'lightning.Trainer',
@@ -437,7 +453,7 @@ def build_config(
             'run': {'dir': '.'},
             'job': {'chdir': False, 'name': 'train'},
         },
-        'run': ['train'],
+        'run': ['train'] if val_file is None else ['train', 'test'],
         'seed': int(seed),
         'model_type_names': type_names,
         'data': {
@@ -458,6 +474,7 @@ def build_config(
                 'shuffle': True,
             },
             'val_dataloader': {'_target_': 'torch.utils.data.DataLoader', 'batch_size': hp['val_batch_size']},
+            'test_dataloader': {'_target_': 'torch.utils.data.DataLoader', 'batch_size': hp['val_batch_size']},
             'stats_manager': {'_target_': 'nequip.data.CommonDataStatisticsManager', 'type_names': type_names},
         },
         'trainer': trainer,
@@ -484,6 +501,7 @@ def build_config(
                     'total_energy_rmse': None,
                 },
             },
+            'test_metrics': '${training_module.val_metrics}',
             'optimizer': {'_target_': 'torch.optim.Adam', 'lr': hp['learning_rate']},
             'lr_scheduler': {
                 'scheduler': {
