@@ -23,6 +23,7 @@ __all__ = (
     'frames_from_extxyz',
     'frames_to_extxyz',
     'label_frame',
+    'least_squares_energy_shifts',
     'qe_stress_to_ase',
     'unique_frames',
     'validate_frames',
@@ -136,3 +137,21 @@ def unique_frames(frames: Iterable[Atoms]) -> list[Atoms]:
             seen.add(key)
             unique.append(frame)
     return unique
+
+
+def least_squares_energy_shifts(frames: Sequence[Atoms]) -> dict[str, float]:
+    """Per-element energies (eV) that best fit the frames' total energies as a sum over their atoms.
+
+    The alternative to isolated-atom energies for a potential's per-type shifts; needs at least as many frames of
+    linearly independent compositions as there are elements (ValueError otherwise).
+    """
+    elements = sorted({symbol for frame in frames for symbol in frame.get_chemical_symbols()})
+    counts = np.array([[frame.get_chemical_symbols().count(element) for element in elements] for frame in frames])
+    energies = np.array([frame.get_potential_energy() for frame in frames])
+    if np.linalg.matrix_rank(counts) < len(elements):
+        raise ValueError(
+            f'frames: their compositions do not determine a shift per element ({", ".join(elements)}): '
+            'add frames of other compositions or use isolated-atom energies'
+        )
+    shifts, *_ = np.linalg.lstsq(counts.astype(float), energies, rcond=None)
+    return dict(zip(elements, (float(value) for value in shifts), strict=True))

@@ -1,5 +1,6 @@
 """AiiDA data plugins of aiida-polyhydride."""
 
-from .training_set import TrainingSetData, merge_datasets
+from .allegro_potential import AllegroPotentialData
+from .training_set import TrainingSetData, fit_energy_shifts, merge_datasets, split_dataset
 
-__all__ = ('TrainingSetData', 'merge_datasets')
+__all__ = ('AllegroPotentialData', 'TrainingSetData', 'fit_energy_shifts', 'merge_datasets', 'split_dataset')

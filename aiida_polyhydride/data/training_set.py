@@ -5,13 +5,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 from ase import Atoms
 
-from ..analysis.frames import UNITS, frames_from_extxyz, frames_to_extxyz, unique_frames, validate_frames
+from ..analysis.frames import (
+    UNITS,
+    frames_from_extxyz,
+    frames_to_extxyz,
+    least_squares_energy_shifts,
+    unique_frames,
+    validate_frames,
+)
 
-__all__ = ('TrainingSetData', 'merge_datasets')
+__all__ = ('TrainingSetData', 'fit_energy_shifts', 'merge_datasets', 'split_dataset')
 
 
 class TrainingSetData(orm.Data):
@@ -103,3 +111,28 @@ def merge_datasets(**datasets: TrainingSetData) -> TrainingSetData:
     frames = [frame for name in sorted(datasets) for frame in datasets[name].to_ase()]
     labelled = all(dataset.is_labelled for dataset in datasets.values())
     return TrainingSetData(unique_frames(frames), labelled=labelled)
+
+
+@calcfunction
+def fit_energy_shifts(dataset: TrainingSetData) -> orm.Dict:
+    """{element: eV} per-type energy shifts fitted by least squares to the dataset's energies (by composition)."""
+    return orm.Dict(least_squares_energy_shifts(dataset.to_ase()))
+
+
+@calcfunction
+def split_dataset(
+    dataset: TrainingSetData, validation_fraction: orm.Float, seed: orm.Int
+) -> dict[str, TrainingSetData]:
+    """Random split into ``training`` and ``validation`` (at least one frame each; seeded)."""
+    frames = dataset.to_ase()
+    if len(frames) < 2 or not 0.0 < validation_fraction.value < 1.0:
+        raise ValueError(
+            f'split_dataset: need >= 2 frames and 0 < fraction < 1, got {len(frames)}, {validation_fraction.value}'
+        )
+    order = np.random.default_rng(seed.value).permutation(len(frames))
+    n_validation = min(len(frames) - 1, max(1, round(validation_fraction.value * len(frames))))
+    validation, training = sorted(order[:n_validation]), sorted(order[n_validation:])
+    return {
+        'training': TrainingSetData([frames[index] for index in training]),
+        'validation': TrainingSetData([frames[index] for index in validation]),
+    }
