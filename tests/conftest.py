@@ -125,3 +125,68 @@ def run_in_daemon(daemon_client):
         return node
 
     return run
+
+
+def tiny_ca_h_frames():
+    """Eight tiny Ca-H cells (2-5 atoms) of different compositions, strains and rattles for the shared dataset."""
+    from ase.build import bulk
+
+    from aiida_polyhydride.structures import bulk_phase, primitive_cell, rattle
+
+    cah4 = primitive_cell(bulk_phase('MH4-I4mmm', 'Ca'))
+    rocksalt = [bulk('CaH', 'rocksalt', a=a) for a in (4.2, 4.3, 4.4, 4.5, 4.6, 4.7)]
+    frames = [rattle(atoms, stdev=0.08, seed=index) for index, atoms in enumerate(rocksalt)]
+    return [*frames, rattle(cah4, stdev=0.05, seed=10), rattle(cah4, stdev=0.1, seed=11)]
+
+
+@pytest.fixture(scope='session')
+def qe_dataset(localhost_setup, run_in_daemon):
+    """The suite's one QE-labelled dataset (protocol fast), split into {'training': 6, 'validation': 2} frames."""
+    from aiida import orm
+
+    from aiida_polyhydride.data import split_dataset
+    from aiida_polyhydride.workflows.label import LabelWorkChain
+
+    builder = LabelWorkChain.get_builder_from_protocol(
+        orm.load_code('pw@localhost'),
+        [orm.StructureData(ase=frame) for frame in tiny_ca_h_frames()],
+        protocol='fast',
+        overrides={'max_concurrent': 2, 'kpoints_distance': 0.6},
+    )
+    node = run_in_daemon(builder)
+    assert node.is_finished_ok, node.exit_message
+    return split_dataset(node.outputs.dataset, orm.Float(0.25), orm.Int(0))
+
+
+@pytest.fixture(scope='session')
+def isolated_energies(localhost_setup, run_in_daemon):
+    """Isolated-atom energies of Ca and H with the same (fast) protocol: the per-type energy shifts."""
+    from aiida import orm
+
+    from aiida_polyhydride.workflows.isolated_atoms import IsolatedAtomsWorkChain
+
+    node = run_in_daemon(
+        IsolatedAtomsWorkChain.get_builder_from_protocol(orm.load_code('pw@localhost'), ['Ca', 'H'], protocol='fast')
+    )
+    assert node.is_finished_ok, node.exit_message
+    return node.outputs.energies
+
+
+@pytest.fixture(scope='session')
+def tiny_committee(qe_dataset, isolated_energies, run_in_daemon):
+    """The suite's one trained committee: 2 tiny Allegro models (3 epochs) on the QE dataset."""
+    from aiida import orm
+
+    from aiida_polyhydride.workflows.train import CommitteeWorkChain
+
+    builder = CommitteeWorkChain.get_builder_from_protocol(
+        orm.load_code('python@localhost'),
+        qe_dataset['training'],
+        isolated_energies,
+        qe_dataset['validation'],
+        protocol='tiny',
+        overrides={'committee_size': 2},
+    )
+    node = run_in_daemon(builder)
+    assert node.is_finished_ok, node.exit_message
+    return node

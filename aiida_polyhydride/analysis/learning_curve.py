@@ -75,17 +75,20 @@ def _epoch_values(rows: list[dict[str, str]]) -> dict[int, dict[str, float]]:
             if lr_columns:
                 pending_lr = _float(row[lr_columns[0]])
             continue
-        epoch = int(float(epoch_text))
-        values = epochs.setdefault(epoch, {})
-        if pending_lr is not None:
-            values.setdefault('lr', pending_lr)
-            pending_lr = None
+        row_values = {}
         for column, text in row.items():
             key = _column_key(column or '')
             if key is not None and text not in ('', None):
-                values[key] = _float(text)
-                if key.startswith('val_'):
-                    values['validated'] = True
+                row_values[key] = _float(text)
+        if not row_values:
+            continue  # e.g. the test-set metrics logged after training: not an epoch of the learning curve
+        values = epochs.setdefault(int(float(epoch_text)), {})
+        if pending_lr is not None:
+            values.setdefault('lr', pending_lr)
+            pending_lr = None
+        values.update(row_values)
+        if any(key.startswith('val_') for key in row_values):
+            values['validated'] = True
     return epochs
 
 
