@@ -16,5 +16,8 @@ def test_demo_labels_cah4_through_the_embedded_daemon(user_shell):
     pk = re.search(r'LabelWorkChain<(\d+)>', result.stdout).group(1)
     shown = user_shell.verdi('-p', 'polyhydride', 'process', 'show', pk)
     assert 'Finished [0]' in shown.stdout
-    assert shown.stdout.count('PwBaseWorkChain') == 2  # one per frame
+    assert shown.stdout.count('PwBaseWorkChain') == 4  # one per frame
     assert 'TrainingSetData' in shown.stdout
+    assert len(re.findall(r'member_\d +AllegroPotentialData<\d+> seed \d', result.stdout)) == 2
+    sigma_f = float(re.search(r'mean sigma_F (\d+\.\d+) eV/A', result.stdout).group(1))
+    assert sigma_f > 0

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
+# The daemon this command may start runs `verdi`, and the workers run nequip's console scripts: both sit next to
+# this interpreter, also when its environment is not activated (aiida looks verdi up on PATH at import time).
+os.environ['PATH'] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')])
+
 import click
 
 from .. import __version__
