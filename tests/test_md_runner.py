@@ -1,0 +1,374 @@
+"""The MD runner (runners/md.py) as a CalcJob runs it: ``python md_runner.py`` in a working directory, with two tiny
+Allegro models trained here through the real nequip-train / nequip-package on synthetic Morse-labelled Ca-H frames
+and compiled once into a cache shared by the module."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase.io import read, write
+
+from aiida_polyhydride.analysis.synthetic import synthetic_cah_frames
+from aiida_polyhydride.calculations.allegro_config import (
+    CONFIG_NAME,
+    OUTPUT_FILES,
+    build_config,
+    validate_hyperparameters,
+)
+from aiida_polyhydride.runners import md as md_runner
+from aiida_polyhydride.runners.compiled_models import compiled_model, file_sha256
+from aiida_polyhydride.structures import bulk_phase, primitive_cell, rattle
+
+BIN = Path(sys.executable).parent
+RUNNER = Path(md_runner.__file__)
+REPOSITORY = RUNNER.parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def _nequip(command: list[str], cwd: Path) -> None:
+    env = {**os.environ, 'TMPDIR': str(cwd / 'tmp'), 'TORCHINDUCTOR_CACHE_DIR': str(cwd / 'inductor_cache')}
+    (cwd / 'tmp').mkdir(exist_ok=True)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, f'{command[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
+
+
+def _train_package(directory: Path, seed: int) -> Path:
+    """A 2-epoch 'tiny' model through nequip-train and nequip-package."""
+    directory.mkdir(parents=True)
+    frames = synthetic_cah_frames(30, seed=0)
+    write(directory / 'train.extxyz', frames[:24])
+    write(directory / 'val.extxyz', frames[24:])
+    hyperparameters = validate_hyperparameters({'max_epochs': 2}, 'tiny')
+    config = build_config(hyperparameters, ['Ca', 'H'], {'Ca': 0.0, 'H': 0.0}, 'train.extxyz', 'val.extxyz', seed=seed)
+    (directory / f'{CONFIG_NAME}.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
+    _nequip([str(BIN / 'nequip-train'), '-cp', str(directory), '-cn', CONFIG_NAME], directory)
+    _nequip([str(BIN / 'nequip-package'), 'build', OUTPUT_FILES['best_checkpoint'], 'model.nequip.zip'], directory)
+    return directory / 'model.nequip.zip'
+
+
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    """Two packages (seeds 1 and 2) and a compile cache holding both, shared by every run of the module."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path_factory.mktemp('md_models')
+    cache = root / 'cache'
+    packages = {}
+    for name, seed in (('a', 1), ('b', 2)):
+        package = _train_package(root / name, seed)
+        packages[name] = {'path': package, 'sha256': file_sha256(package)}
+    # compiled once (both at a time: nequip-compile is mostly single-threaded); every run below finds them cached
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(compiled_model, p['path'], p['sha256'], cache=cache) for p in packages.values()]:
+            future.result()
+    return {'cache': cache, **packages}
+
+
+def _structure(repeat=(2, 1, 1), stdev=0.05, seed=0):
+    """A rattled 2x1x1 primitive CaH4 (I4/mmm, 10 atoms)."""
+    return rattle(primitive_cell(bulk_phase('MH4-I4mmm', 'Ca')).repeat(repeat), stdev=stdev, seed=seed)
+
+
+def _prepare(directory: Path, models: dict, parameters: dict, members=('a',), atoms=None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(RUNNER, directory / 'md_runner.py')  # what the CalcJob will do
+    entries = []
+    for index, name in enumerate(members):
+        filename = f'model_{index}.nequip.zip'
+        shutil.copy(models[name]['path'], directory / filename)
+        entries.append({'file': filename, 'sha256': models[name]['sha256']})
+    write(directory / 'initial.extxyz', atoms if atoms is not None else _structure())
+    (directory / 'md_input.json').write_text(json.dumps({'models': entries, **parameters}, indent=1))
+    return directory
+
+
+def _environment(models: dict) -> dict:
+    return {
+        **os.environ,
+        'PYTHONPATH': str(REPOSITORY),
+        'AIIDA_POLYHYDRIDE_CACHE': str(models['cache']),
+        'OMP_NUM_THREADS': '1',
+    }
+
+
+def _run(directory: Path, models: dict) -> tuple[int, dict]:
+    """The runner in this process (importing torch and nequip once per module saves ~10 s a run)."""
+    previous = os.environ.get('AIIDA_POLYHYDRIDE_CACHE')
+    os.environ['AIIDA_POLYHYDRIDE_CACHE'] = str(models['cache'])
+    try:
+        code = md_runner.main(directory)
+    finally:
+        if previous is None:
+            os.environ.pop('AIIDA_POLYHYDRIDE_CACHE')
+        else:
+            os.environ['AIIDA_POLYHYDRIDE_CACHE'] = previous
+    return code, json.loads((directory / 'result.json').read_text())
+
+
+def _run_script(directory: Path, env: dict, timeout: int = 300) -> tuple[int, dict, str]:
+    """``python md_runner.py`` in ``directory``, as the CalcJob runs it."""
+    result = subprocess.run(
+        ['nice', sys.executable, 'md_runner.py'],
+        cwd=directory, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    return result.returncode, json.loads((directory / 'result.json').read_text()), result.stderr
+
+
+NVT = {
+    'ensemble': 'nvt', 'temperature_K': 1000, 'timestep_fs': 0.5, 'n_steps': 40, 'dump_every': 10, 'seed': 3,
+    'num_threads': 1,
+}  # fmt: skip
+
+
+def test_nvt_run_and_committee_deviations(models, tmp_path):
+    """NVT Langevin: status ok, n_steps / dump_every + 1 dumps, finite energies; two different models disagree."""
+    directory = _prepare(tmp_path / 'nvt', models, NVT, members=('a', 'b'))
+    code, result = _run(directory, models)
+    assert code == 0, result
+    assert result['status'] == 'ok' and result['reason'] is None
+    assert result['n_steps_done'] == 40 and result['n_dumps'] == 5 and result['integrator'] == 'Langevin'
+    assert result['timings']['atom_steps_per_s'] > 0
+    frames = read(directory / 'trajectory.extxyz', index=':')
+    assert [frame.info['step'] for frame in frames] == [0, 10, 20, 30, 40]
+    assert [frame.info['time_fs'] for frame in frames] == [0, 5, 10, 15, 20]
+    energies = [frame.get_potential_energy() for frame in frames]
+    assert np.all(np.isfinite(energies))
+    assert all(frame.get_forces().shape == (10, 3) for frame in frames)
+    for key in ('temperature_K', 'pressure_GPa', 'volume', 'sigma_f', 'sigma_e', 'sigma_v'):
+        assert all(np.isfinite(frame.info[key]) for frame in frames), key
+    deviations = np.load(directory / 'deviations.npz')
+    assert deviations['step'].tolist() == [0, 10, 20, 30, 40]
+    assert deviations['model_energies'].shape == (5, 2)
+    assert np.allclose(deviations['energy'], energies)
+    assert np.allclose(deviations['model_energies'][:, 0], energies)
+    for key in ('sigma_f', 'sigma_e', 'sigma_v'):
+        assert np.all(deviations[key] > 0), key
+    assert np.allclose(deviations['sigma_f'], [frame.info['sigma_f'] for frame in frames])
+    # started from a Maxwell-Boltzmann distribution at 1000 K with no centre-of-mass motion
+    assert 200 < deviations['temperature_K'][0] < 3000
+
+
+def test_identical_members_give_zero_deviation(models, tmp_path):
+    """Members from the same package predict bit for bit the same: zero deviation (exactly, for two members; to
+    rounding of the committee mean for three)."""
+    parameters = {**NVT, 'n_steps': 10, 'dump_every': 5}
+    for members, tolerance in ((('a', 'a'), 0.0), (('a', 'a', 'a'), 1e-12)):
+        directory = _prepare(tmp_path / str(len(members)), models, parameters, members=members)
+        code, result = _run(directory, models)
+        assert code == 0, result
+        deviations = np.load(directory / 'deviations.npz')
+        assert deviations['model_energies'].shape == (3, len(members))
+        assert np.all(deviations['model_energies'] == deviations['model_energies'][:, :1])
+        for key in ('sigma_f', 'sigma_e', 'sigma_v'):
+            assert np.all(np.abs(deviations[key]) <= tolerance), (key, members)
+
+
+def _mean_volume(directory: Path, models: dict, pressure: float) -> float:
+    parameters = {
+        'ensemble': 'npt',
+        'barostat': 'isotropic',
+        'pressure_GPa': pressure,
+        'temperature_K': 300,
+        'timestep_fs': 0.5,
+        'n_steps': 200,
+        'dump_every': 10,
+        'pdamp_fs': 25,
+        'tdamp_fs': 25,
+    }
+    _prepare(directory, models, parameters)
+    code, result = _run(directory, models)
+    assert code == 0, result
+    assert result['integrator'] == 'IsotropicMTKNPT'
+    deviations = np.load(directory / 'deviations.npz')
+    assert np.all(np.isnan(deviations['sigma_f']))  # one member: no committee deviation
+    return float(deviations['volume'][10:].mean())
+
+
+def test_npt_volume_responds_to_pressure(models, tmp_path):
+    low, high = _mean_volume(tmp_path / 'low', models, 0.1), _mean_volume(tmp_path / 'high', models, 100.0)
+    initial = read(tmp_path / 'low' / 'initial.extxyz').get_volume()
+    assert high < 0.8 * low and high < initial, (high, low, initial)
+
+
+def test_slab_barostat_keeps_lateral_cell(models, tmp_path):
+    """npt + barostat 'normal' (MaskedMTKNPT): only the cell vector along the normal changes."""
+    parameters = {
+        'ensemble': 'npt',
+        'barostat': 'normal',
+        'normal_axis': 2,
+        'pressure_GPa': 100.0,
+        'temperature_K': [300, 600],
+        'timestep_fs': 0.5,
+        'n_steps': 60,
+        'dump_every': 20,
+        'pdamp_fs': 25,
+        'tdamp_fs': 25,
+    }
+    atoms = rattle(bulk_phase('MH4-I4mmm', 'Ca'), stdev=0.05, seed=1)  # conventional, orthogonal: 10 atoms
+    directory = _prepare(tmp_path / 'slab', models, parameters, atoms=atoms)
+    code, result = _run(directory, models)
+    assert code == 0, result
+    assert result['integrator'] == 'MaskedMTKNPT'
+    frames = read(directory / 'trajectory.extxyz', index=':')
+    assert np.allclose([frame.cell[:2] for frame in frames], atoms.cell[:2])
+    assert abs(frames[-1].cell[2, 2] - atoms.cell[2, 2]) > 1e-3
+    assert [frame.info['target_temperature_K'] for frame in frames] == [300, 400, 500, 600]
+
+
+def test_blowup_guard_keeps_partial_trajectory(models, tmp_path):
+    """An H-H floor above the actual H-H distances of CaH4 (0.8 A) stops the run at the first check."""
+    parameters = {**NVT, 'n_steps': 40, 'min_distance': {'H-H': 0.9}, 'guard_every': 5}
+    directory = _prepare(tmp_path / 'floor', models, parameters)
+    code, result, stderr = _run_script(directory, _environment(models))  # the exit code of the process
+    assert code == md_runner.EXIT_CODES['blowup'] == 2, stderr
+    assert 'Traceback' not in stderr
+    assert result['status'] == 'blowup' and 'H-H distance' in result['reason'] and 'step 0' in result['reason']
+    assert (directory / 'last_frame.extxyz').is_file()
+
+    # a time step of 20 fs at 20000 K: atoms collide within a few dumps; what was dumped before is kept
+    parameters = {**NVT, 'temperature_K': 20000, 'timestep_fs': 20.0, 'n_steps': 200, 'dump_every': 2}
+    directory = _prepare(tmp_path / 'explode', models, parameters)
+    code, result = _run(directory, models)
+    assert code == 2, result
+    assert result['status'] == 'blowup' and result['n_steps_done'] < 200, result
+    frames = read(directory / 'trajectory.extxyz', index=':')
+    assert len(frames) == result['n_dumps'] >= 1
+    assert np.load(directory / 'deviations.npz')['step'].tolist() == [frame.info['step'] for frame in frames]
+
+    # committee criterion: two different models, sigma_F above a tiny 'failed' threshold for 2 dumps
+    parameters = {**NVT, 'sigma_f_failed': 1e-6, 'max_consecutive_failed': 2}
+    directory = _prepare(tmp_path / 'sigma', models, parameters, members=('a', 'b'))
+    code, result = _run(directory, models)
+    assert code == 2 and 'sigma_F above' in result['reason'], result
+    assert result['n_dumps'] == 2 and result['n_steps_done'] == 10
+
+
+def test_checkpoint_restart_and_sigterm(models, tmp_path):
+    parameters = {**NVT, 'n_steps': 20, 'dump_every': 5, 'checkpoint_every': 2}
+    directory = _prepare(tmp_path / 'restart', models, parameters)
+    code, first = _run(directory, models)
+    assert code == 0 and first['n_steps_done'] == 20, first
+    state = json.loads((directory / 'checkpoint.json').read_text())
+    assert state['step'] == 20 and read(directory / 'checkpoint.extxyz').info['step'] == 20
+    # an extra frame after the checkpoint (as left by a run killed between checkpoints) is dropped on restart
+    extra = read(directory / 'trajectory.extxyz', index=-1)
+    extra.info['step'] = 25
+    write(directory / 'trajectory.extxyz', extra, append=True)
+    (directory / 'md_input.json').write_text(json.dumps({**json.loads((directory / 'md_input.json').read_text()),
+                                                         'n_steps': 40}))  # fmt: skip
+    code, second = _run(directory, models)
+    assert code == 0, second
+    assert second['restarted_from_step'] == 20 and second['n_steps_this_run'] == 20 and second['n_steps_done'] == 40
+    steps = [frame.info['step'] for frame in read(directory / 'trajectory.extxyz', index=':')]
+    assert steps == list(range(0, 45, 5))
+    assert np.load(directory / 'deviations.npz')['step'].tolist() == steps
+
+    # SIGTERM (SLURM at walltime): checkpoint + status 'interrupted', exit code 3; a rerun finishes the job
+    parameters = {**NVT, 'ensemble': 'npt', 'pressure_GPa': 40.0, 'n_steps': 100000, 'dump_every': 20,
+                  'checkpoint_every': 1000}  # fmt: skip
+    directory = _prepare(tmp_path / 'sigterm', models, parameters)
+    process = subprocess.Popen(
+        [sys.executable, 'md_runner.py'], cwd=directory, env=_environment(models), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (directory / 'trajectory.extxyz').is_file():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == md_runner.EXIT_CODES['interrupted'] == 3, stderr
+    result = json.loads((directory / 'result.json').read_text())
+    assert result['status'] == 'interrupted' and 'SIGTERM' in result['reason']
+    step = json.loads((directory / 'checkpoint.json').read_text())['step']
+    assert step == result['n_steps_done'] > 0
+    assert read(directory / 'checkpoint.extxyz').has('momenta')
+    assert result['integrator'] == 'IsotropicMTKNPT'
+    # continue to the next dump after the interruption
+    target = (step // 20 + 1) * 20
+    (directory / 'md_input.json').write_text(json.dumps({**json.loads((directory / 'md_input.json').read_text()),
+                                                         'n_steps': target}))  # fmt: skip
+    code, finished = _run(directory, models)
+    assert code == 0 and finished['restarted_from_step'] == step and finished['n_steps_done'] == target, finished
+    # the Nose-Hoover chains and the barostat momentum continue where they were
+    assert {'dynamics._p_eps', '_thermostat._p_eta', '_barostat._p_xi'} <= set(finished['restored_integrator_state'])
+    steps = [frame.info['step'] for frame in read(directory / 'trajectory.extxyz', index=':')]
+    assert steps == list(range(0, target + 1, 20))
+
+
+@pytest.mark.parametrize(
+    ('change', 'message'),
+    [
+        ({'ensemble': 'nve'}, "ensemble: unknown ensemble 'nve'"),
+        ({'timestep_fs': 0}, 'timestep_fs: must be positive'),
+        ({'timestep_fs': -1.0}, 'timestep_fs: must be positive'),
+        ({'n_steps': 2.5}, 'n_steps: expected an integer'),
+        ({'models': [{'file': 'missing.nequip.zip', 'sha256': '0' * 64}]}, 'models[0].file: no such file'),
+        ({'models': [{'file': 'model_0.nequip.zip', 'sha256': '0' * 64}]}, 'models[0].sha256: model_0.nequip.zip'),
+        ({'ensemble': 'npt'}, 'pressure_GPa: required'),
+        ({'barostat': 'semi'}, "barostat: unknown barostat 'semi'"),
+        ({'temperature': 300}, "unknown parameter(s) ['temperature']"),
+        ({'min_distance': {'H-He': 1.0}}, "min_distance: unknown pair 'H-He'"),
+        ({'structure': 'absent.extxyz'}, "structure: no such file 'absent.extxyz'"),
+    ],
+)
+def test_bad_input_is_reported(tmp_path, capsys, change, message):
+    """Validation comes before any model is loaded: result.json status 'error' with the reason, exit code 1."""
+    directory = tmp_path / 'bad'
+    directory.mkdir()
+    shutil.copy(RUNNER, directory / 'md_runner.py')
+    (directory / 'model_0.nequip.zip').write_bytes(b'not a model')
+    write(directory / 'initial.extxyz', _structure())
+    models = [{'file': 'model_0.nequip.zip', 'sha256': file_sha256(directory / 'model_0.nequip.zip')}]
+    (directory / 'md_input.json').write_text(json.dumps({**NVT, 'models': models, **change}))
+    assert md_runner.main(directory) == md_runner.EXIT_CODES['error'] == 1
+    stderr = capsys.readouterr().err
+    assert 'Traceback' not in stderr and message in stderr
+    outcome = json.loads((directory / 'result.json').read_text())
+    assert outcome['status'] == 'error' and message in outcome['reason']
+    if change == {'timestep_fs': 0}:  # the same through the script: the process exits with 1
+        env = {**os.environ, 'PYTHONPATH': str(REPOSITORY), 'AIIDA_POLYHYDRIDE_CACHE': str(tmp_path / 'cache')}
+        code, outcome, stderr = _run_script(directory, env, timeout=120)
+        assert code == 1 and 'Traceback' not in stderr and message in outcome['reason']
+
+
+def test_unusable_package_is_reported(tmp_path, capsys):
+    """A package with the right sha256 that is no model: the compile error is reported, not raised."""
+    directory = tmp_path / 'junk'
+    directory.mkdir()
+    (directory / 'model_0.nequip.zip').write_bytes(b'not a model')
+    write(directory / 'initial.extxyz', _structure())
+    models = [{'file': 'model_0.nequip.zip', 'sha256': file_sha256(directory / 'model_0.nequip.zip')}]
+    (directory / 'md_input.json').write_text(json.dumps({**NVT, 'models': models}))
+    os.environ['AIIDA_POLYHYDRIDE_CACHE'] = str(tmp_path / 'cache')
+    try:
+        assert md_runner.main(directory) == 1
+    finally:
+        os.environ.pop('AIIDA_POLYHYDRIDE_CACHE')
+    outcome = json.loads((directory / 'result.json').read_text())
+    assert outcome['status'] == 'error' and 'nequip-compile failed' in outcome['reason']
+
+
+def test_missing_input_file(tmp_path):
+    with pytest.raises(md_runner.InputError, match=r'no md_input\.json or md_input\.yaml'):
+        md_runner.load_parameters(tmp_path)
+    (tmp_path / 'md_input.yaml').write_text('ensemble: nvt\n')
+    with pytest.raises(md_runner.InputError, match=r"missing required parameter\(s\) \['temperature_K'"):
+        md_runner.validate_parameters(md_runner.load_parameters(tmp_path), tmp_path)
+
+
+def test_temperature_ramp_and_guard_units():
+    parameters = {'temperature_K': [1000.0, 2000.0], 'n_steps': 100}
+    assert [md_runner.target_temperature(step, parameters) for step in (0, 50, 100)] == [1000, 1500, 2000]
+    atoms = _structure(stdev=0.0)
+    assert md_runner.guard_distances(atoms, {'H-H': 0.35, 'M-H': 0.8, 'M-M': 1.5}) is None
+    assert 'H-H distance 0.800' in md_runner.guard_distances(atoms, {'H-H': 0.85, 'M-H': 0.8, 'M-M': 1.5})
