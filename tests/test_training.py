@@ -131,3 +131,21 @@ def test_least_squares_energy_shifts(qe_dataset):
     predicted = [sum(shifts[symbol] for symbol in frame.get_chemical_symbols()) for frame in frames]
     residual = np.array([frame.get_potential_energy() for frame in frames]) - predicted
     assert np.abs(residual).max() / max(len(frame) for frame in frames) < 1.0  # eV/atom: composition explains most
+
+
+def test_resume_from_the_remote_checkpoint(tiny_committee, run_in_daemon):
+    """What an interrupted (walltime) training does next: continue from checkpoints/last.ckpt of its folder."""
+    from aiida import orm
+
+    previous = tiny_committee.outputs.models['member_1'].creator
+    builder = previous.get_builder_restart()
+    builder.parent_folder = previous.outputs.remote_folder
+    builder.hyperparameters = orm.Dict({**previous.inputs.hyperparameters.get_dict(), 'max_epochs': 5})
+    node = run_in_daemon(builder)
+    assert node.is_finished_ok, node.exit_message
+    result = node.outputs.retrieved.base.repository.get_object_content('result.json')
+    assert '"resumed": true' in result
+    epochs = node.outputs.learning_curve.get_array('epoch')
+    assert list(epochs) == [0, 1, 2, 3, 4]  # the earlier metrics and the resumed epochs, once each
+    before = previous.outputs.learning_curve.get_array('val_weighted_sum')
+    assert np.allclose(node.outputs.learning_curve.get_array('val_weighted_sum')[:3], before)
