@@ -190,3 +190,9 @@ def tiny_committee(qe_dataset, isolated_energies, run_in_daemon):
     node = run_in_daemon(builder)
     assert node.is_finished_ok, node.exit_message
     return node
+
+
+@pytest.fixture(scope='session')
+def model_cache(tmp_path_factory):
+    """One compiled-model cache for the session ($AIIDA_POLYHYDRIDE_CACHE of the MD jobs): each model compiles once."""
+    return tmp_path_factory.mktemp('compiled_models')

@@ -33,9 +33,9 @@ def test_model_node_records_what_made_it(tiny_committee, qe_dataset):
     assert len(curve.get_array('epoch')) == 3  # max_epochs of the 'tiny' preset
 
 
-def test_calculator_reproduces_the_models_own_predictions(tiny_committee, qe_dataset, tmp_path):
+def test_calculator_reproduces_the_models_own_predictions(tiny_committee, qe_dataset, model_cache):
     model = tiny_committee.outputs.models['member_0']
-    calculator = model.get_calculator(device='cpu', cache=tmp_path)
+    calculator = model.get_calculator(device='cpu', cache=model_cache)
     predictions = model.creator.outputs.validation_predictions.to_ase()
     for frame, predicted in zip(qe_dataset['validation'].to_ase(), predictions, strict=True):
         atoms = frame.copy()
@@ -48,9 +48,9 @@ def test_calculator_reproduces_the_models_own_predictions(tiny_committee, qe_dat
         assert energy == pytest.approx(predicted.get_potential_energy(), abs=1e-3)
         assert np.allclose(forces, predicted.get_forces(), atol=1e-3)
         assert np.allclose(stress, predicted.get_stress(), atol=1e-4)
-    compiled = model.compiled_path('cpu', cache=tmp_path)
+    compiled = model.compiled_path('cpu', cache=model_cache)
     mtime = compiled.stat().st_mtime_ns
-    assert model.compiled_path('cpu', cache=tmp_path) == compiled  # cached: not compiled again
+    assert model.compiled_path('cpu', cache=model_cache) == compiled  # cached: not compiled again
     assert compiled.stat().st_mtime_ns == mtime
 
 

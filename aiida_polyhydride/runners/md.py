@@ -137,10 +137,11 @@ def _number(parameters, key, positive=True, integer=False, allow_zero=False):
     return int(value) if integer else float(value)
 
 
-def validate_parameters(raw: dict, workdir: str | Path = '.') -> dict:
+def validate_parameters(raw: dict, workdir: str | Path = '.', check_files: bool = True) -> dict:
     """``raw`` completed with the defaults and checked; raises :class:`InputError` naming the offending key.
 
-    Checks that the structure and every model package exist and match their sha256 (before anything is compiled).
+    With ``check_files`` (on the compute node) the structure and every model package must exist in ``workdir`` and
+    match their sha256 (before anything is compiled); without, only the values are checked (before submission).
     """
     workdir = Path(workdir)
     if not isinstance(raw, dict):
@@ -189,6 +190,8 @@ def validate_parameters(raw: dict, workdir: str | Path = '.') -> dict:
             raise InputError(f'min_distance: unknown pair {pair!r}; known: {list(DEFAULTS["min_distance"])}')
         _number({f'min_distance.{pair}': floor}, f'min_distance.{pair}', allow_zero=True)
 
+    if not check_files:
+        return parameters
     structure = workdir / parameters['structure']
     if not structure.is_file():
         raise InputError(f'structure: no such file {parameters["structure"]!r} in the working directory')
