@@ -28,12 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    from aiida_polyhydride.analysis.committee import energy_deviation, force_deviation, stress_deviation
-    from aiida_polyhydride.runners.compiled_models import CompilationError, compiled_model, file_sha256
-except ImportError:  # pragma: no cover - copied next to committee.py / compiled_models.py without the package
-    from committee import energy_deviation, force_deviation, stress_deviation  # type: ignore[no-redef]
-    from compiled_models import CompilationError, compiled_model, file_sha256  # type: ignore[no-redef]
+# the compute node's Python has the package installed (the `python@<computer>` code); aiida itself is never imported
+from aiida_polyhydride.analysis.committee import energy_deviation, force_deviation, stress_deviation
+from aiida_polyhydride.runners.compiled_models import CompilationError, compiled_model, file_sha256
 
 __all__ = (
     'EXIT_CODES',
