@@ -1,6 +1,6 @@
-"""The MD runner (runners/md.py) as a CalcJob runs it: ``python md_runner.py`` in a working directory, with two tiny
-Allegro models trained here through the real nequip-train / nequip-package on synthetic Morse-labelled Ca-H frames
-and compiled once into a cache shared by the module."""
+"""The MD runner (runners/md.py) as a CalcJob runs it: ``python -m aiida_polyhydride.runners.md`` in a directory,
+with two tiny Allegro models trained here through the real nequip-train / nequip-package on synthetic
+Morse-labelled Ca-H frames and compiled once into a cache shared by the module."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from aiida_polyhydride.runners.compiled_models import compiled_model, file_sha25
 from aiida_polyhydride.structures import bulk_phase, primitive_cell, rattle
 
 BIN = Path(sys.executable).parent
-RUNNER = Path(md_runner.__file__)
-REPOSITORY = RUNNER.parents[2]
+RUNNER_MODULE = 'aiida_polyhydride.runners.md'
+REPOSITORY = Path(md_runner.__file__).parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
@@ -81,7 +81,6 @@ def _structure(repeat=(2, 1, 1), stdev=0.05, seed=0):
 
 def _prepare(directory: Path, models: dict, parameters: dict, members=('a',), atoms=None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(RUNNER, directory / 'md_runner.py')  # what the CalcJob will do
     entries = []
     for index, name in enumerate(members):
         filename = f'model_{index}.nequip.zip'
@@ -116,9 +115,9 @@ def _run(directory: Path, models: dict) -> tuple[int, dict]:
 
 
 def _run_script(directory: Path, env: dict, timeout: int = 300) -> tuple[int, dict, str]:
-    """``python md_runner.py`` in ``directory``, as the CalcJob runs it."""
+    """``python -m aiida_polyhydride.runners.md`` in ``directory``, as the CalcJob runs it."""
     result = subprocess.run(
-        ['nice', sys.executable, 'md_runner.py'],
+        ['nice', sys.executable, '-m', RUNNER_MODULE],
         cwd=directory, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
     return result.returncode, json.loads((directory / 'result.json').read_text()), result.stderr
@@ -278,7 +277,11 @@ def test_checkpoint_restart_and_sigterm(models, tmp_path):
                   'checkpoint_every': 1000}  # fmt: skip
     directory = _prepare(tmp_path / 'sigterm', models, parameters)
     process = subprocess.Popen(
-        [sys.executable, 'md_runner.py'], cwd=directory, env=_environment(models), stderr=subprocess.PIPE, text=True
+        [sys.executable, '-m', RUNNER_MODULE],
+        cwd=directory,
+        env=_environment(models),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (directory / 'trajectory.extxyz').is_file():
@@ -325,7 +328,6 @@ def test_bad_input_is_reported(tmp_path, capsys, change, message):
     """Validation comes before any model is loaded: result.json status 'error' with the reason, exit code 1."""
     directory = tmp_path / 'bad'
     directory.mkdir()
-    shutil.copy(RUNNER, directory / 'md_runner.py')
     (directory / 'model_0.nequip.zip').write_bytes(b'not a model')
     write(directory / 'initial.extxyz', _structure())
     models = [{'file': 'model_0.nequip.zip', 'sha256': file_sha256(directory / 'model_0.nequip.zip')}]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import yaml
 from aiida import orm
@@ -14,7 +13,6 @@ from ..data.allegro_potential import AllegroPotentialData
 from ..data.training_set import TrainingSetData
 from .allegro_config import CONFIG_NAME, build_config, validate_hyperparameters
 
-RUNNER = Path(__file__).parent.parent / 'runners' / 'train.py'
 TRAIN_FILE, VALIDATION_FILE, PARENT_FILE = 'train.extxyz', 'validation.extxyz', 'parent.nequip.zip'
 
 
@@ -108,7 +106,6 @@ class AllegroTrainCalculation(CalcJob):
         folder.create_file_from_filelike(
             io.StringIO(yaml.safe_dump(config, sort_keys=False)), f'{CONFIG_NAME}.yaml', 'w'
         )
-        folder.create_file_from_filelike(io.StringIO(RUNNER.read_text()), 'train_runner.py', 'w')
 
         local_copy_list = [(self.inputs.training_set.uuid, TrainingSetData.FILENAME, TRAIN_FILE)]
         if 'validation_set' in self.inputs:
@@ -123,7 +120,8 @@ class AllegroTrainCalculation(CalcJob):
 
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['train_runner.py']
+        # the installed package's runner: the compute node runs the same version that prepared the inputs
+        codeinfo.cmdline_params = ['-m', 'aiida_polyhydride.runners.train']
         codeinfo.stdout_name = 'train.log'
         codeinfo.join_files = True
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
@@ -13,7 +12,6 @@ from aiida.engine import CalcJob
 from ..data.allegro_potential import AllegroPotentialData
 from ..runners.md import FILES, InputError, validate_parameters
 
-RUNNER = Path(__file__).parent.parent / 'runners' / 'md.py'
 #: md_input keys the CalcJob sets itself from its inputs
 _SET_BY_CALCJOB = ('models', 'structure')
 
@@ -85,7 +83,6 @@ class MDCalculation(CalcJob):
         ]
         parameters['structure'] = FILES['structure']
         folder.create_file_from_filelike(io.StringIO(json.dumps(parameters, indent=2)), FILES['input_json'], 'w')
-        folder.create_file_from_filelike(io.StringIO(RUNNER.read_text()), 'md_runner.py', 'w')
         with folder.open(FILES['structure'], 'w') as handle:
             self.inputs.structure.get_ase().write(handle, format='extxyz')
 
@@ -101,7 +98,8 @@ class MDCalculation(CalcJob):
 
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['md_runner.py']
+        # the installed package's runner: the compute node runs the same version that prepared the inputs
+        codeinfo.cmdline_params = ['-m', 'aiida_polyhydride.runners.md']
         codeinfo.stdout_name = 'md.log'
         codeinfo.join_files = True
 

@@ -1,7 +1,7 @@
 """Compute-node runner of MDCalculation: ASE MD driven by committee member 0, committee deviations at dumps.
 
-Runs in the calculation's working directory (``python md_runner.py`` or ``python -m aiida_polyhydride.runners.md``)
-with the environment's Python and no aiida import. Reads ``md_input.json`` (or ``md_input.yaml``), the structure
+Runs in the calculation's working directory as ``python -m aiida_polyhydride.runners.md`` with the environment's
+Python and no aiida import. Reads ``md_input.json`` (or ``md_input.yaml``), the structure
 (``initial.extxyz``) and the ``.nequip.zip`` packages it names; compiles them (cached by sha256, see
 :mod:`.compiled_models`); propagates with member 0 and evaluates every member on each dumped frame.
 
@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-# the compute node's Python has the package installed (the `python@<computer>` code); aiida itself is never imported
-from aiida_polyhydride.analysis.committee import energy_deviation, force_deviation, stress_deviation
-from aiida_polyhydride.runners.compiled_models import CompilationError, compiled_model, file_sha256
+from ..analysis.committee import energy_deviation, force_deviation, stress_deviation
+from .compiled_models import CompilationError, compiled_model, file_sha256
 
 __all__ = (
     'EXIT_CODES',

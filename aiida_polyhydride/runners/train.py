@@ -1,7 +1,8 @@
 """Compute-node runner of AllegroTrainCalculation: nequip-train, then nequip-package; writes result.json.
 
-Runs in the calculation's working directory with the environment's Python (no aiida import). When
-``checkpoints/last.ckpt`` is present (copied from an interrupted run), training resumes from it.
+Runs in the calculation's working directory as ``python -m aiida_polyhydride.runners.train`` with the environment's
+Python (no aiida import). When ``checkpoints/last.ckpt`` is present (copied from an interrupted run), training
+resumes from it.
 Exit status 0 means a packaged model exists; result.json says what happened in every case.
 """
 
