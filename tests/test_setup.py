@@ -59,6 +59,11 @@ def test_postgres_setup_is_idempotent(user_shell):
         assert second.returncode == 0, second.stderr
         assert 'Nothing changed' in second.stdout
         assert user_shell.python_json(INSPECT.format(name=name)) == state
+        # without --postgres the existing PostgreSQL profile is used as it is (what `demo` does in the docker stack)
+        third = user_shell.cli('setup', '-p', name)
+        assert third.returncode == 0, third.stderr
+        assert 'Nothing changed' in third.stdout
+        assert 'storage core.psql_dos' in third.stdout
     finally:
         drop_postgres_database(postgres_identifier(name))
 

@@ -25,6 +25,8 @@ def setup_profile(
 ) -> SetupResult:
     """Create the profile ``name`` unless it exists; with ``postgres`` on PostgreSQL + RabbitMQ.
 
+    An existing profile is kept as it is; with ``postgres`` it must be a PostgreSQL one.
+
     The embedded default needs no services: SQLite storage and aiida's ZeroMQ broker, which the daemon starts
     itself, so ``submit`` and ``verdi daemon`` work on a laptop.
     """
@@ -32,7 +34,8 @@ def setup_profile(
     wanted_storage = 'core.psql_dos' if postgres else 'core.sqlite_dos'
     if name in config.profile_names:
         profile = config.get_profile(name)
-        if profile.storage_backend != wanted_storage:
+        # without --postgres an existing profile of any storage is used as it is (e.g. the docker stack's)
+        if postgres and profile.storage_backend != wanted_storage:
             raise SetupError(
                 f'profile {name!r} exists with storage {profile.storage_backend}, not {wanted_storage}: '
                 f'choose another name with --profile-name or delete it with `verdi profile delete {name}`.'
