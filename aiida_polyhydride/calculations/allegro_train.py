@@ -6,12 +6,12 @@ import io
 
 import yaml
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
 from aiida.engine import CalcJob
 
 from ..data.allegro_potential import AllegroPotentialData
 from ..data.training_set import TrainingSetData
 from .allegro_config import CONFIG_NAME, build_config, validate_hyperparameters
+from .runner import runner_calcinfo
 
 TRAIN_FILE, VALIDATION_FILE, PARENT_FILE = 'train.extxyz', 'validation.extxyz', 'parent.nequip.zip'
 
@@ -112,24 +112,12 @@ class AllegroTrainCalculation(CalcJob):
             local_copy_list.append((self.inputs.validation_set.uuid, TrainingSetData.FILENAME, VALIDATION_FILE))
         if 'parent_model' in self.inputs:
             local_copy_list.append((self.inputs.parent_model.uuid, AllegroPotentialData.FILENAME, PARENT_FILE))
-        remote_copy_list = []
-        if 'parent_folder' in self.inputs:
-            parent = self.inputs.parent_folder
-            for item in ('checkpoints', 'metrics'):
-                remote_copy_list.append((parent.computer.uuid, f'{parent.get_remote_path()}/{item}', item))
-
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        # the installed package's runner: the compute node runs the same version that prepared the inputs
-        codeinfo.cmdline_params = ['-m', 'aiida_polyhydride.runners.train']
-        codeinfo.stdout_name = 'train.log'
-        codeinfo.join_files = True
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = local_copy_list
-        calcinfo.remote_copy_list = remote_copy_list
-        calcinfo.retrieve_list = [
-            'result.json', 'train.log', 'metrics', 'model.nequip.zip', 'validation_predictions_dataset0.xyz',
-        ]  # fmt: skip
-        return calcinfo
+        return runner_calcinfo(
+            self.inputs.code,
+            'aiida_polyhydride.runners.train',
+            'train.log',
+            local_copy_list,
+            ['result.json', 'metrics', 'model.nequip.zip', 'validation_predictions_dataset0.xyz'],
+            self.inputs.get('parent_folder'),
+            restart_files=('checkpoints', 'metrics'),
+        )

@@ -6,11 +6,11 @@ import io
 import json
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
 from aiida.engine import CalcJob
 
 from ..data.allegro_potential import AllegroPotentialData
 from ..runners.md import FILES, InputError, validate_parameters
+from .runner import runner_calcinfo
 
 #: md_input keys the CalcJob sets itself from its inputs
 _SET_BY_CALCJOB = ('models', 'structure')
@@ -89,25 +89,12 @@ class MDCalculation(CalcJob):
         local_copy_list = [
             (self.inputs.models[key].uuid, AllegroPotentialData.FILENAME, f'{key}.nequip.zip') for key in members
         ]
-        remote_copy_list = []
-        if 'parent_folder' in self.inputs:
-            parent = self.inputs.parent_folder
-            for name in ('checkpoint', 'checkpoint_state', 'trajectory', 'deviations'):
-                path = f'{parent.get_remote_path()}/{FILES[name]}'
-                remote_copy_list.append((parent.computer.uuid, path, FILES[name]))
-
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        # the installed package's runner: the compute node runs the same version that prepared the inputs
-        codeinfo.cmdline_params = ['-m', 'aiida_polyhydride.runners.md']
-        codeinfo.stdout_name = 'md.log'
-        codeinfo.join_files = True
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = local_copy_list
-        calcinfo.remote_copy_list = remote_copy_list
-        calcinfo.retrieve_list = [
-            FILES['result'], FILES['trajectory'], FILES['deviations'], FILES['last_frame'], 'md.log',
-        ]  # fmt: skip
-        return calcinfo
+        return runner_calcinfo(
+            self.inputs.code,
+            'aiida_polyhydride.runners.md',
+            'md.log',
+            local_copy_list,
+            [FILES['result'], FILES['trajectory'], FILES['deviations'], FILES['last_frame']],
+            self.inputs.get('parent_folder'),
+            restart_files=tuple(FILES[name] for name in ('checkpoint', 'checkpoint_state', 'trajectory', 'deviations')),
+        )
