@@ -37,7 +37,7 @@ RESULTS = Path(__file__).parent / 'results' / 'learning_efficiency.json'
 SEED = 0
 N_INITIAL, N_PER_ROUND, N_ROUNDS = 8, 12, 2  # budgets 8, 20, 32 labels; 7 trainings
 COMMITTEE_SIZE = 2
-HYPERPARAMETERS = {'max_epochs': 40}  # on the 'tiny' preset
+HYPERPARAMETERS = {'max_epochs': 25}  # on the 'tiny' preset
 N_VALIDATION = 8  # fixed, shared by every model (checkpoint selection and learning-rate schedule), not in the budget
 # trust window per round: quantiles of the committee's sigma_F over the unlabelled pool. The least uncertain half is
 # 'accurate'; the top 5% is 'failed', skipped as the loop skips frames beyond hi
@@ -200,6 +200,27 @@ def main() -> None:
     rng = np.random.default_rng(SEED)
     initial = sorted(rng.choice(len(pool), N_INITIAL, replace=False).tolist())
 
+    settings = {
+        'benchmark': 'learning_efficiency',
+        'reference': 'synthetic species-pair Morse (analysis/synthetic.CaHMorseReference), NOT DFT: the comparison '
+        'is about selection, not about the reference',
+        'pool': {'n_frames': len(pool), 'systems': {s: pool_systems.count(s) for s in dict.fromkeys(pool_systems)}},
+        'test': {'n_frames': len(test), 'systems': {s: test_systems.count(s) for s in dict.fromkeys(test_systems)}},
+        'settings': {
+            'seed': SEED,
+            'n_initial': N_INITIAL,
+            'n_per_round': N_PER_ROUND,
+            'n_rounds': N_ROUNDS,
+            'committee_size': COMMITTEE_SIZE,
+            'preset': 'tiny',
+            'hyperparameters': HYPERPARAMETERS,
+            'n_validation_frames': N_VALIDATION,
+            'trust_window_quantiles': [LO_QUANTILE, HI_QUANTILE],
+            'max_per_system': MAX_PER_SYSTEM,
+            'duplicate_tolerance': DUPLICATE_TOLERANCE,
+            'model_evaluation': 'eager nequip checkpoint (best.ckpt) through NequIPCalculator, member 0 scored',
+        },
+    }
     with tempfile.TemporaryDirectory(prefix='bench-learning-efficiency-') as directory:
         trainer = Trainer(Path(directory), pool, validation)
         active, random_pick, rounds, scores = list(initial), list(initial), [], {}
@@ -220,41 +241,24 @@ def main() -> None:
                 remaining = [index for index in range(len(pool)) if index not in set(random_pick)]
                 random_pick += sorted(rng.choice(remaining, len(chosen), replace=False).tolist())
             rounds.append(entry)
-        train_seconds, n_trainings = trainer.train_seconds, trainer.n_trainings
+            # written after every round, so a run cut short still leaves the rounds it finished
+            _write({**settings, 'complete': round_index == N_ROUNDS, 'rounds': rounds}, trainer, start)
+    print(RESULTS.read_text())
 
-    result = {
-        'benchmark': 'learning_efficiency',
-        'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        'machine': f'{platform.node()} ({platform.machine()}), {os.cpu_count()} cores, CPU torch; '
-        f'load average at the end {os.getloadavg()[0]:.1f} (shared machine: timings are not idle ones)',
-        'reference': 'synthetic species-pair Morse (analysis/synthetic.CaHMorseReference), NOT DFT: the comparison '
-        'is about selection, not about the reference',
-        'pool': {'n_frames': len(pool), 'systems': {s: pool_systems.count(s) for s in dict.fromkeys(pool_systems)}},
-        'test': {'n_frames': len(test), 'systems': {s: test_systems.count(s) for s in dict.fromkeys(test_systems)}},
-        'settings': {
-            'seed': SEED,
-            'n_initial': N_INITIAL,
-            'n_per_round': N_PER_ROUND,
-            'n_rounds': N_ROUNDS,
-            'committee_size': COMMITTEE_SIZE,
-            'preset': 'tiny',
-            'hyperparameters': HYPERPARAMETERS,
-            'n_validation_frames': N_VALIDATION,
-            'trust_window_quantiles': [LO_QUANTILE, HI_QUANTILE],
-            'max_per_system': MAX_PER_SYSTEM,
-            'duplicate_tolerance': DUPLICATE_TOLERANCE,
-            'model_evaluation': 'eager nequip checkpoint (best.ckpt) through NequIPCalculator, member 0 scored',
-        },
-        'rounds': rounds,
-        'n_trainings': n_trainings,
-        'train_s': round(train_seconds, 1),
-        'wall_s': round(time.perf_counter() - start, 1),
-        # CPU seconds of this process and its nequip-train children: what the run costs, whatever the machine's load
-        'cpu_s': round(sum(os.times()[:4]), 1),
-    }
+
+def _write(result: dict, trainer: Trainer, start: float) -> None:
+    result.update(
+        date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        machine=f'{platform.node()} ({platform.machine()}), {os.cpu_count()} cores, CPU torch; load average '
+        f'{os.getloadavg()[0]:.1f} when written (a shared machine: the wall times are not those of an idle one)',
+        n_trainings=trainer.n_trainings,
+        train_s=round(trainer.train_seconds, 1),
+        wall_s=round(time.perf_counter() - start, 1),
+        # CPU seconds of this process and its nequip-train children: the run's cost, whatever the machine's load
+        cpu_s=round(sum(os.times()[:4]), 1),
+    )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + '\n')
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == '__main__':
