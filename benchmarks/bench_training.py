@@ -10,14 +10,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
+from _nequip import executable, nequip_environment, timed, train
 
 RESULTS = Path(__file__).parent / 'results' / 'training.json'
 N_TRAIN, N_VALIDATION = 96, 24
@@ -25,28 +22,8 @@ N_TRAIN, N_VALIDATION = 96, 24
 SHORT, LONG = 2, 8
 
 
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
 def _train(preset: str, epochs: int, frames, workdir: Path, environment: dict) -> float:
-    from ase.io import write
-
-    from aiida_polyhydride.calculations.allegro_config import build_config, validate_hyperparameters
-
-    workdir.mkdir()
-    write(workdir / 'train.extxyz', frames[:N_TRAIN])
-    write(workdir / 'validation.extxyz', frames[N_TRAIN:])
-    hyperparameters = validate_hyperparameters({'max_epochs': epochs}, preset=preset)
-    config = build_config(hyperparameters, ['Ca', 'H'], {'Ca': 0.0, 'H': 0.0}, 'train.extxyz', 'validation.extxyz')
-    (workdir / 'config.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
-    return _timed(workdir, environment, _bin('nequip-train'), '-cp', str(workdir), '-cn', 'config')
-
-
-def _timed(workdir: Path, environment: dict, *command: str) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, cwd=workdir, env=environment, check=True, capture_output=True)
-    return time.perf_counter() - start
+    return train(workdir, frames[:N_TRAIN], frames[N_TRAIN:], environment, preset, {'max_epochs': epochs})
 
 
 def measure(preset: str) -> dict:
@@ -55,15 +32,15 @@ def measure(preset: str) -> dict:
     frames = synthetic_cah_frames(n_frames=N_TRAIN + N_VALIDATION, seed=0)
     with tempfile.TemporaryDirectory(prefix=f'bench-{preset}-') as directory:
         root = Path(directory)
-        environment = {**os.environ, 'TMPDIR': str(root), 'TORCHINDUCTOR_CACHE_DIR': str(root / 'inductor')}
+        environment = nequip_environment(root)
         short_s = _train(preset, SHORT, frames, root / 'short', environment)
         long_s = _train(preset, LONG, frames, root / 'long', environment)
         workdir = root / 'long'
-        package_s = _timed(
-            workdir, environment, _bin('nequip-package'), 'build', 'checkpoints/best.ckpt', 'm.nequip.zip'
+        package_s = timed(
+            workdir, environment, executable('nequip-package'), 'build', 'checkpoints/best.ckpt', 'm.nequip.zip'
         )
-        compile_s = _timed(
-            workdir, environment, _bin('nequip-compile'), 'm.nequip.zip', 'm.nequip.pt2',
+        compile_s = timed(
+            workdir, environment, executable('nequip-compile'), 'm.nequip.zip', 'm.nequip.pt2',
             '--mode', 'aotinductor', '--device', 'cpu', '--target', 'ase',
         )  # fmt: skip
     epoch_s = (long_s - short_s) / (LONG - SHORT)
