@@ -370,18 +370,18 @@ def test_reaction_map_is_sorted_and_flags_absorption():
     from aiida_polyhydride.analysis.surface_melting import reaction_map
 
     runs = [
-        {'temperature_K': 1500, 'pressure_GPa': 40, 'final_h_per_metal': 3.1, 'uptake_rate_per_ps': 0.2,
-         'max_molten_depth_A': 6.0, 'phase': 'liquid'},
-        {'temperature_K': 900, 'pressure_GPa': 40, 'final_h_per_metal': 2.0, 'uptake_rate_per_ps': -0.01,
-         'max_molten_depth_A': 0.0, 'phase': 'MH2-Pnma', 'uncertainty_fraction': 0.0},
-        {'temperature_K': 900, 'pressure_GPa': 20, 'final_h_per_metal': 2.0, 'uptake_rate_per_ps': None,
-         'max_molten_depth_A': 0.0, 'phase': 'MH2-Pnma'},
+        {'temperature_K': 1500, 'pressure_GPa': 40, 'initial_h_per_metal': 2.0, 'final_h_per_metal': 3.1,
+         'uptake_rate_per_ps': 0.2, 'max_molten_depth_A': 6.0, 'phase': 'liquid'},
+        {'temperature_K': 900, 'pressure_GPa': 40, 'initial_h_per_metal': 2.0, 'final_h_per_metal': 2.0,
+         'uptake_rate_per_ps': 1e-14, 'max_molten_depth_A': 0.0, 'phase': 'MH2-Pnma', 'uncertainty_fraction': 0.0},
+        {'temperature_K': 900, 'pressure_GPa': 20, 'initial_h_per_metal': 2.0, 'final_h_per_metal': 2.0,
+         'uptake_rate_per_ps': None, 'max_molten_depth_A': 0.0, 'phase': 'MH2-Pnma'},
     ]  # fmt: skip
     table = reaction_map(runs)
     assert np.array_equal(table['temperature_K'], [900, 900, 1500])
     assert np.array_equal(table['pressure_GPa'], [20, 40, 40])
     assert table['phase'] == ['MH2-Pnma', 'MH2-Pnma', 'liquid']
-    assert np.array_equal(table['absorbs'], [False, False, True])
+    assert np.array_equal(table['absorbs'], [False, False, True])  # a constant H/M's fitting noise is no uptake
     assert np.isnan(table['uptake_rate_per_ps'][0]) and np.isnan(table['uncertainty_fraction'][2])
     with pytest.raises(ValueError, match='summaries'):
         reaction_map([])

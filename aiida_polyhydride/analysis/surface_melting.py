@@ -33,6 +33,7 @@ __all__ = [
 REACTION_MAP_COLUMNS = (
     'temperature_K',
     'pressure_GPa',
+    'initial_h_per_metal',
     'final_h_per_metal',
     'uptake_rate_per_ps',
     'max_molten_depth_A',
@@ -195,10 +196,11 @@ def analyse_production(
 def reaction_map(summaries: Sequence[Mapping]) -> dict:
     """Table of the conditions and outcomes of many runs, sorted by temperature then pressure.
 
-    Each summary needs ``temperature_K``, ``pressure_GPa``, ``final_h_per_metal``, ``uptake_rate_per_ps``,
-    ``max_molten_depth_A``, ``phase`` and may have ``uncertainty_fraction`` (None -> NaN). Returns
-    ``{column: ndarray}`` for :data:`REACTION_MAP_COLUMNS` plus ``'phase'`` (list of str) and ``'absorbs'`` (bool
-    array: the H/M grew during the run, i.e. a positive uptake rate).
+    Each summary needs ``temperature_K``, ``pressure_GPa``, ``initial_h_per_metal``, ``final_h_per_metal``,
+    ``uptake_rate_per_ps``, ``max_molten_depth_A``, ``phase`` and may have ``uncertainty_fraction`` (None -> NaN).
+    Returns ``{column: ndarray}`` for :data:`REACTION_MAP_COLUMNS` plus ``'phase'`` (list of str) and ``'absorbs'``
+    (bool array: the run ended with more H per metal in the condensed region than it started with, and its uptake
+    rate is positive; H/M is a ratio of atom counts, so a constant H/M is never mistaken for uptake).
     """
     if not summaries:
         raise ValueError('summaries: need at least one run')
@@ -208,5 +210,6 @@ def reaction_map(summaries: Sequence[Mapping]) -> dict:
         values = [row.get(column) for row in rows]
         table[column] = np.array([np.nan if value is None else float(value) for value in values])
     table['phase'] = [str(row['phase']) for row in rows]
-    table['absorbs'] = np.nan_to_num(table['uptake_rate_per_ps'], nan=0.0) > 0
+    grew = table['final_h_per_metal'] > table['initial_h_per_metal']
+    table['absorbs'] = grew & (np.nan_to_num(table['uptake_rate_per_ps'], nan=0.0) > 0)
     return table
