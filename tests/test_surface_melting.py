@@ -25,9 +25,9 @@ def _tiny_builder(workchain, tiny_committee, model_cache, **kwargs):
     from aiida import orm
 
     builder = workchain.get_builder_from_protocol(
-        orm.load_code('python@localhost'), dict(tiny_committee.outputs.models), 'Ca', protocol='fast', **kwargs
+        orm.load_code('python@localhost'), dict(tiny_committee.outputs.models), metal='Ca', protocol='fast', **kwargs
     )
-    md = builder.single.md if 'single' in builder else builder.md
+    md = builder.single.md if 'single' in workchain.spec().inputs else builder.md
     # compiled models are machine-specific files: share them between jobs through the cache directory
     md.metadata.options.environment_variables = {'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)}
     return builder
