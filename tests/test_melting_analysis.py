@@ -323,3 +323,81 @@ def test_region_diffusivity_separates_slab_and_reservoir():
 def test_bad_arguments_name_the_argument(slab, call, name):
     with pytest.raises(ValueError, match=name):
         call(slab)
+
+
+# ---------------------------------------------------------------- one production run at once, uncertainty, reaction map
+
+
+def test_analyse_production_combines_the_known_answers(slab, q6_reference):
+    from aiida_polyhydride.analysis.surface_melting import analyse_production
+
+    molten = melt_top(slab, 2)
+    frames = [molten, molten.copy(), slab.copy(), slab.copy()]  # melted, then recrystallised
+    for index, frame in enumerate(frames):
+        frame.info['time_ps'] = 0.5 * index
+    result = analyse_production(frames, 'Ca', q6_reference, order_bin_width=BIN, margin=0.0)
+    summary, arrays = result['summary'], result['arrays']
+    expected_h = hydrogen_per_metal(slab, 'Ca')['h_per_metal']  # the same atoms, only moved within the slab
+    assert summary['final_h_per_metal'] == pytest.approx(expected_h)
+    assert np.allclose(arrays['h_per_metal'], hydrogen_uptake(frames, 'Ca')['h_per_metal'])
+    assert abs(summary['max_molten_depth_A'] - 2 * LAYER) <= BIN
+    assert summary['final_molten_depth_A'] == 0.0
+    assert np.array_equal(arrays['time_ps'], [0.0, 0.5, 1.0, 1.5])
+    assert summary['phase'] == 'MH4-I4mmm'  # of the final (crystalline) frame
+    assert summary['duration_ps'] == pytest.approx(1.5)
+    assert arrays['order_q6'].shape == (len(arrays['order_z']), 4)
+    n_ca = arrays['density_Ca_final'].sum() * slab.get_volume() / len(arrays['density_z_final'])
+    assert n_ca == pytest.approx(96)
+    assert summary['diffusion_window_ps'] is None  # 2 windows of 2 frames: too short for an MSD fit
+
+
+def test_uncertainty_fraction_and_extrapolating_flag():
+    from aiida_polyhydride.analysis.surface_melting import uncertainty_summary
+
+    sigma = [0.02, 0.05, 0.12, 0.3, float('nan')]  # the NaN frame has no committee value: not counted
+    doubtful = uncertainty_summary(sigma, lo=0.1, max_fraction=0.25)
+    assert doubtful['fraction_above_lo'] == pytest.approx(0.5) and doubtful['n_frames'] == 4
+    assert doubtful['extrapolating'] and doubtful['monitored']
+    assert not uncertainty_summary(sigma, lo=0.1, max_fraction=0.5)['extrapolating']  # at the threshold: fine
+    assert uncertainty_summary(sigma, lo=0.5, max_fraction=0.0)['fraction_above_lo'] == 0.0
+    unmonitored = uncertainty_summary([float('nan')] * 3, lo=0.1, max_fraction=0.05)
+    assert not unmonitored['monitored'] and unmonitored['fraction_above_lo'] is None
+    with pytest.raises(ValueError, match='sigma_f_lo'):
+        uncertainty_summary(sigma, lo=-1.0, max_fraction=0.1)
+
+
+def test_reaction_map_is_sorted_and_flags_absorption():
+    from aiida_polyhydride.analysis.surface_melting import reaction_map
+
+    runs = [
+        {'temperature_K': 1500, 'pressure_GPa': 40, 'initial_h_per_metal': 2.0, 'final_h_per_metal': 3.1,
+         'uptake_rate_per_ps': 0.2, 'max_molten_depth_A': 6.0, 'phase': 'liquid'},
+        {'temperature_K': 900, 'pressure_GPa': 40, 'initial_h_per_metal': 2.0, 'final_h_per_metal': 2.0,
+         'uptake_rate_per_ps': 1e-14, 'max_molten_depth_A': 0.0, 'phase': 'MH2-Pnma', 'uncertainty_fraction': 0.0},
+        {'temperature_K': 900, 'pressure_GPa': 20, 'initial_h_per_metal': 2.0, 'final_h_per_metal': 2.0,
+         'uptake_rate_per_ps': None, 'max_molten_depth_A': 0.0, 'phase': 'MH2-Pnma'},
+    ]  # fmt: skip
+    table = reaction_map(runs)
+    assert np.array_equal(table['temperature_K'], [900, 900, 1500])
+    assert np.array_equal(table['pressure_GPa'], [20, 40, 40])
+    assert table['phase'] == ['MH2-Pnma', 'MH2-Pnma', 'liquid']
+    assert np.array_equal(table['absorbs'], [False, False, True])  # a constant H/M's fitting noise is no uptake
+    assert np.isnan(table['uptake_rate_per_ps'][0]) and np.isnan(table['uncertainty_fraction'][2])
+    with pytest.raises(ValueError, match='summaries'):
+        reaction_map([])
+
+
+def test_plots_are_png(slab, q6_reference):
+    from aiida_polyhydride.analysis import plots
+
+    frames = [slab, melt_top(slab, 1)]
+    result = molten_depth(frames, 'Ca', q6_reference, bin_width=BIN, frame_interval_ps=0.1)
+    profile = density_profile(slab)
+    figures = [
+        plots.plot_uptake([0, 1, 2], [2.0, 2.2, 2.5], 0.25, 1.98),
+        plots.plot_order_map(result['time_ps'], result['z'], result['q6'], 0.39, result['top'], result['bottom']),
+        plots.plot_density_profiles({'initial': (profile['centers'], profile['density'])}),
+        plots.plot_reaction_map([900, 1500], [40, 40], [0.0, 0.2], ['MH2-Pnma', 'liquid']),
+    ]
+    for content in figures:
+        assert content[:8] == b'\x89PNG\r\n\x1a\n' and len(content) > 1000
