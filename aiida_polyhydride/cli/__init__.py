@@ -14,7 +14,10 @@ import click
 
 from .. import __version__
 from .demo import demo
+from .export import export
+from .launch import launch
 from .setup import setup
+from .status import status
 
 
 @click.group(context_settings={'help_option_names': ['-h', '--help']})
@@ -24,4 +27,7 @@ def cli() -> None:
 
 
 cli.add_command(setup)
+cli.add_command(launch)
+cli.add_command(status)
+cli.add_command(export)
 cli.add_command(demo)
