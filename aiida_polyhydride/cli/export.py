@@ -146,7 +146,8 @@ def write_node(data, directory: Path, link_label: str) -> Path:
 
 
 def trajectory_frames(trajectory) -> list:
-    """ASE frames of a TrajectoryData: cells, positions, step and time in info, the energies as the frame energy.
+    """ASE frames of a TrajectoryData: cells, positions, step and time (fs, as MDCalculation stores it) in info, and
+    the energies as the frame energy.
 
     Every other per-step array of the node (temperature_K, pressure_GPa, sigma_f, ... of MDCalculation) goes into
     each frame's info.
@@ -161,6 +162,8 @@ def trajectory_frames(trajectory) -> list:
     steps = trajectory.get_stepids()
     times = trajectory.get_times()
     n_steps = len(positions)
+    # TrajectoryData stores pbc since aiida 2.8; older nodes: periodic where there is a cell
+    pbc = trajectory.pbc if trajectory.pbc is not None else cells is not None
     per_step = {
         name: trajectory.get_array(name)
         for name in trajectory.get_arraynames()
@@ -171,7 +174,7 @@ def trajectory_frames(trajectory) -> list:
     frames = []
     for index in range(n_steps):
         cell = cells[index] if cells is not None else None
-        atoms = Atoms(symbols=symbols, positions=positions[index], cell=cell, pbc=cell is not None)
+        atoms = Atoms(symbols=symbols, positions=positions[index], cell=cell, pbc=pbc)
         atoms.info['step'] = int(steps[index])
         if times is not None:
             atoms.info['time_fs'] = float(times[index])

@@ -36,11 +36,12 @@ def status(process, profile_name: str, watch: bool, interval: float, report_line
     """
     try:
         while True:
+            terminated = process.is_terminated  # before rendering: the last view shown is the final state
             text = render_status(process, report_lines)
             if watch:
                 click.clear()
             click.echo(text)
-            if not watch or process.is_terminated:
+            if not watch or terminated:
                 break
             time.sleep(interval)
     except KeyboardInterrupt:
@@ -113,7 +114,10 @@ def current_iteration(process) -> int | None:
 
 
 def latest_ratios(process):
-    """The newest `ratios` output (accurate/candidate/failed per system) of the process or any process it called."""
+    """The newest `ratios` output (accurate/candidate/failed per system) of the process or any process it called.
+
+    Returns (the workflow that made it, the Dict) or None.
+    """
     from aiida import orm
     from aiida.common.links import LinkType
 
@@ -130,9 +134,10 @@ def latest_ratios(process):
     rows = query.all()
     if not rows:
         return None
-    # a workflow returns the Dict its exploration created: prefer the creator, it knows the iteration
-    creator = min((row[0] for row in rows if row[1].pk == rows[0][1].pk), key=lambda node: node.ctime)
-    return creator, rows[0][1]
+    process_found, ratios = rows[0]
+    # name the workflow that made it (the caller of the calcfunction that created it): it has the iteration input
+    creator = ratios.creator or process_found
+    return creator.caller or creator, ratios
 
 
 def _headline(process) -> str:
