@@ -202,3 +202,4 @@ def test_missing_profile_gives_one_clear_line(user_shell):
     assert result.returncode != 0
     assert "AiiDA profile 'polyhydride' does not exist: create it with `aiida-polyhydride setup" in result.stderr
     assert 'Traceback' not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # not even aiida's config-folder warning

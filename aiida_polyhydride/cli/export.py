@@ -94,19 +94,20 @@ def exportable_nodes(node) -> list[tuple]:
         return [(node, creator, _creation_label(node) if creator is not None else 'node')]
     processes = [node, *getattr(node, 'called_descendants', [])]
     query = orm.QueryBuilder()
-    query.append(orm.ProcessNode, filters={'id': {'in': [process.pk for process in processes]}}, tag='process')
-    query.append(
+    pks = [process.pk for process in processes]
+    query.append(orm.ProcessNode, filters={'id': {'in': pks}}, tag='process', project=['*'])
+    query.append(  # a CREATE link: the process found is the data's creator
         classes,
         with_incoming='process',
         edge_filters={'type': LinkType.CREATE.value},
+        edge_tag='link',
         edge_project=['label'],
         tag='data',
         project=['*'],
     )
-    query.append(orm.ProcessNode, with_outgoing='data', edge_filters={'type': LinkType.CREATE.value}, project=['*'])
-    rows = query.all()
     exported = []
-    for data, label, creator in sorted(rows, key=lambda row: row[0].pk):
+    for row in sorted(query.dict(), key=lambda row: row['data']['*'].pk):
+        data, creator, label = row['data']['*'], row['process']['*'], row['link']['label']
         if isinstance(data, orm.SinglefileData) and Path(data.filename).suffix.lower() not in PLOT_SUFFIXES:
             continue
         exported.append((data, creator, label))

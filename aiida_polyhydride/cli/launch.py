@@ -224,8 +224,14 @@ def _launch(builder, profile_name: str, *, dry_run: bool, daemon: bool) -> None:
         click.secho('Valid; nothing submitted (--dry-run).', fg='green')
         return
     if daemon:
+        from aiida.engine.daemon.client import get_daemon_client
+
         node = submit(builder)
         click.echo(f'Submitted {node.process_label}<{node.pk}>.')
+        if not get_daemon_client().is_daemon_running:
+            click.secho(
+                f'The daemon is not running: start it with `verdi -p {profile_name} daemon start`.', fg='yellow'
+            )
         click.echo(f'Follow it with `aiida-polyhydride status {node.pk} --watch -p {profile_name}`.')
         return
     _, node = run_get_node(builder)

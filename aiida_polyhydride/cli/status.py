@@ -56,14 +56,16 @@ def status(process, profile_name: str, watch: bool, interval: float, report_line
 
 def render_status(process, report_lines: int = 10) -> str:
     """The whole view of ``process`` as text (what one refresh of the command prints)."""
+    called = _called(process)
+    descendants = _descendants(process)  # queried once per refresh: a long loop has thousands
     lines = [_headline(process)]
-    bar = progress_bar(process)
+    bar = progress_bar(process, called)
     if bar:
         lines.append(bar)
-    lines.extend(_ratios_lines(process))
+    lines.extend(_ratios_lines(process, descendants))
     lines.extend(_history_lines(process))
-    lines.extend(_called_lines(process))
-    lines.extend(_report_lines(process, report_lines))
+    lines.extend(_called_lines(called))
+    lines.extend(_report_lines(process, descendants, report_lines))
     return '\n'.join(lines)
 
 
@@ -86,20 +88,21 @@ def state_text(process) -> str:
     return text
 
 
-def progress_bar(process) -> str | None:
-    """'[#####.....] 2/5 iterations' where the iteration is known, else the share of called processes terminated."""
+def progress_bar(process, called: list | None = None) -> str | None:
+    """'[#####.....] iteration 2 of at most 5' where the iteration is known, else the share of called processes
+    terminated; ``called`` (the processes ``process`` called, oldest first) is queried when not given."""
+    called = _called(process) if called is None else called
     maximum = _input_value(process, 'max_iterations')
-    iteration = current_iteration(process)
+    iteration = current_iteration(process, called)
     if maximum and iteration is not None:
         return _bar(min(iteration, maximum), maximum, f'iteration {iteration} of at most {maximum}')
-    called = _called(process)
     if called:
         done = sum(1 for node in called if node.is_terminated)
         return _bar(done, len(called), f'{done}/{len(called)} steps terminated')
     return None
 
 
-def current_iteration(process) -> int | None:
+def current_iteration(process, called: list | None = None) -> int | None:
     """The iteration: the `iteration` extra, else the entries of a `history` output, else the explorations called."""
     extra = process.base.extras.get('iteration', None)
     if isinstance(extra, int):
@@ -109,11 +112,12 @@ def current_iteration(process) -> int | None:
         iterations = history.get('iterations')
         if isinstance(iterations, list):
             return len(iterations)
-    explorations = [node for node in _called(process) if node.process_label == 'ExploreWorkChain']
+    called = _called(process) if called is None else called
+    explorations = [node for node in called if node.process_label == 'ExploreWorkChain']
     return len(explorations) or None
 
 
-def latest_ratios(process):
+def latest_ratios(process, descendants: list | None = None):
     """The newest `ratios` output (accurate/candidate/failed per system) of the process or any process it called.
 
     Returns (the workflow that made it, the Dict) or None.
@@ -121,7 +125,8 @@ def latest_ratios(process):
     from aiida import orm
     from aiida.common.links import LinkType
 
-    pks = [process.pk, *(node.pk for node in _descendants(process))]
+    descendants = _descendants(process) if descendants is None else descendants
+    pks = [process.pk, *(node.pk for node in descendants)]
     query = orm.QueryBuilder()
     query.append(orm.ProcessNode, filters={'id': {'in': pks}}, tag='process', project=['*'])
     query.append(
@@ -148,8 +153,8 @@ def _headline(process) -> str:
     return f'{process.process_label}<{process.pk}>{label}: {state_text(process)}  (started {started}, {elapsed})'
 
 
-def _ratios_lines(process) -> list[str]:
-    found = latest_ratios(process)
+def _ratios_lines(process, descendants: list) -> list[str]:
+    found = latest_ratios(process, descendants)
     if found is None:
         return []
     creator, ratios = found
@@ -177,8 +182,7 @@ def _history_lines(process) -> list[str]:
     return lines
 
 
-def _called_lines(process) -> list[str]:
-    called = _called(process)
+def _called_lines(called: list) -> list[str]:
     if not called:
         return []
     finished_ok = sum(1 for node in called if node.is_finished_ok)
@@ -193,13 +197,13 @@ def _called_lines(process) -> list[str]:
     return lines
 
 
-def _report_lines(process, count: int) -> list[str]:
+def _report_lines(process, descendants: list, count: int) -> list[str]:
     """The last ``count`` log messages of the process and everything it called, oldest first."""
     from aiida import orm
 
     if count == 0:
         return []
-    processes = {node.pk: node for node in (process, *_descendants(process))}
+    processes = {node.pk: node for node in (process, *descendants)}
     query = orm.QueryBuilder().append(
         orm.Log, filters={'dbnode_id': {'in': list(processes)}}, project=['time', 'levelname', 'message', 'dbnode_id']
     )
