@@ -108,3 +108,30 @@ def test_signature_fitting_renames_generic_keys_and_refuses_unknown_ones():
         fit_signature(get_builder_from_protocol, {'code': 1, 'element': 'Ca', 'max_iterations': 3})
     with pytest.raises(LaunchInputError, match='needs element'):
         fit_signature(get_builder_from_protocol, {'code': 1})
+
+    def one_run_builder(code, metal='Ca', temperature=None, pressure=None):
+        """A builder for one (T, P): -T/-P give one value each."""
+
+    assert fit_signature(one_run_builder, {'code': 1, 'temperatures': [1473.0], 'pressures': [40.0]}) == {
+        'code': 1,
+        'temperature': 1473.0,
+        'pressure': 40.0,
+    }
+    with pytest.raises(LaunchInputError, match=r'temperature: .* takes one value, not \[1000.0, 1500.0\]'):
+        fit_signature(one_run_builder, {'code': 1, 'temperatures': [1000.0, 1500.0]})
+
+
+def test_node_references_resolve_at_any_depth(tiny_committee):
+    from aiida_polyhydride.cli.launch import LaunchInputError, resolve_inputs
+
+    models = {key: node.pk for key, node in tiny_committee.outputs.models.items()}
+    resolved = resolve_inputs(
+        {
+            'models': {'node': tiny_committee.pk, 'output': 'models'},  # a committee's models namespace: a dict
+            'overrides': {'parent': {'node': tiny_committee.uuid}},
+        }
+    )
+    assert {key: node.pk for key, node in resolved['models'].items()} == models
+    assert resolved['overrides']['parent'].pk == tiny_committee.pk
+    with pytest.raises(LaunchInputError, match=r'models: CommitteeWorkChain.*has no output .nothing.'):
+        resolve_inputs({'models': {'node': tiny_committee.pk, 'output': 'nothing'}})

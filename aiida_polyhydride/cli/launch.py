@@ -8,8 +8,8 @@ names say what they are, anywhere in the mapping (``overrides`` included):
 - any key containing ``temperature``: K, > 0; any key containing ``pressure``: GPa, >= 0 (or null: NVT);
 - ``code`` / ``*_code``: an existing code label (``pw@localhost``), its computer named if that is what is missing;
   ``computer``: an existing computer; ``pseudo_family``: an installed family covering the elements;
-- ``{node: PK-or-UUID}`` (or a list of them): an existing node (a potential, a dataset, a structure), passed as
-  the node.
+- ``{node: PK-or-UUID}`` at any depth: an existing node (a potential, a dataset, a structure), passed as the node;
+  ``{node: PK, output: models}``: that output of a process (a namespace becomes a dict, e.g. a committee's models).
 """
 
 from __future__ import annotations
@@ -100,16 +100,12 @@ def resolve_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
     resolved = {}
     for key, value in inputs.items():
         lowered = str(key).lower()
-        if _is_node_reference(value):
-            resolved[key] = _load_node(key, value['node'])
-        elif isinstance(value, list) and value and all(_is_node_reference(item) for item in value):
-            resolved[key] = [_load_node(key, item['node']) for item in value]
-        elif lowered == 'code' or lowered.endswith('_code'):
+        if lowered == 'code' or lowered.endswith('_code'):
             resolved[key] = _load_code(key, value)
         elif lowered == 'computer':
             resolved[key] = _load_computer(key, value)
         else:
-            resolved[key] = value
+            resolved[key] = _resolve_nodes(str(key), value)
     if 'pseudo_family' in inputs:
         _check_pseudo_family(inputs['pseudo_family'], _elements(inputs))
     return resolved
@@ -144,6 +140,11 @@ def fit_signature(function, inputs: Mapping[str, Any]) -> dict[str, Any]:
                 f'{key}: not an input of {_qualified_name(function)}; it takes {", ".join(names)} '
                 '(anything else goes under overrides)'
             )
+        if target != key and key in ('temperatures', 'pressures') and not target.startswith(key):
+            # -T/-P collect lists; a builder for one run takes one value (e.g. `temperature`)
+            if len(value) != 1:
+                raise LaunchInputError(f'{target}: {_qualified_name(function)} takes one value, not {value}')
+            value = value[0]
         fitted[target] = value
     missing = [
         name
@@ -266,7 +267,26 @@ def _check_numbers(name: str, value: Any, unit: str, allowed, rule: str, allow_n
 
 
 def _is_node_reference(value: Any) -> bool:
-    return isinstance(value, Mapping) and set(value) == {'node'}
+    return isinstance(value, Mapping) and 'node' in value and set(value) <= {'node', 'output'}
+
+
+def _resolve_nodes(name: str, value: Any):
+    """``{node: PK}`` -> the node, ``{node: PK, output: models}`` -> that output (a namespace: a dict), at any depth."""
+    if _is_node_reference(value):
+        node = _load_node(name, value['node'])
+        if 'output' not in value:
+            return node
+        output = value['output']
+        if output not in node.outputs:
+            label = getattr(node, 'process_label', None) or type(node).__name__
+            raise LaunchInputError(f'{name}: {label}<{node.pk}> has no output {output!r}')
+        found = node.outputs[output]
+        return dict(found) if isinstance(found, Mapping) else found
+    if isinstance(value, Mapping):
+        return {key: _resolve_nodes(f'{name}.{key}', item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve_nodes(name, item) for item in value]
+    return value
 
 
 def _load_node(key: str, identifier: Any):
