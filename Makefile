@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench system-packages services install clean
+.PHONY: demo test lint docs bench system-packages services install clean
 
 demo: install
 	$(BIN)/aiida-polyhydride demo
@@ -23,6 +23,10 @@ test: install services
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# the API reference and every page, warnings as errors (as the test suite builds them)
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench: install
 	$(BIN)/aiida-polyhydride setup

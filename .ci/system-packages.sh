@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages the project runs: Quantum ESPRESSO (pw.x, ld1.x, pseudopotential data),
-# Open MPI, python3-venv.
+# Open MPI, python3-venv, Graphviz (dot renders the provenance graph of `aiida-polyhydride export`).
 # Only what is missing is installed; nothing is downloaded outside the package manager.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ command -v mpirun >/dev/null || need+=(openmpi-bin)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 # aiida's ZeroMQ broker and matplotlib need nothing more; gcc is needed by nequip-compile (AOTInductor).
 command -v gcc >/dev/null || need+=(gcc g++)
+command -v dot >/dev/null || need+=(graphviz)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

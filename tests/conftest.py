@@ -101,6 +101,17 @@ def user_shell(tmp_path):
 
 
 @pytest.fixture(scope='session')
+def session_shell(aiida_profile):
+    """A user's shell on the session's profile (its config directory): the CLI sees the nodes the fixtures made.
+
+    Commands need ``-p``: ``session_shell.cli('status', pk, '-p', aiida_profile.name)``.
+    """
+    import os
+
+    return UserShell(Path(os.environ['AIIDA_PATH']))
+
+
+@pytest.fixture(scope='session')
 def run_in_daemon(daemon_client):
     """Submit a builder to the session profile's daemon and wait until it terminates; returns the node.
 

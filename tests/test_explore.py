@@ -56,3 +56,27 @@ def test_trust_window_moves_frames_between_classes(explore_run):
     assert 'candidates' not in everything_accurate  # nothing to relabel
     everything_failed = select_frames(orm.Dict({**settings, 'lo': 0.0, 'hi': 1.0e-9}), **runs)
     assert everything_failed['ratios']['CaH4_bulk']['failed'] == pytest.approx(1.0)
+
+
+def test_status_and_export_of_the_exploration(explore_run, session_shell, aiida_profile, tmp_path):
+    """The user's view of this run: the accurate ratios in `status`, the MD trajectories as extxyz from `export`."""
+    from ase.io import read
+
+    status = session_shell.cli('status', str(explore_run.pk), '-p', aiida_profile.name)
+    assert status.returncode == 0, status.stderr
+    assert f'accurate ratios (ExploreWorkChain<{explore_run.pk}>' in status.stdout
+    assert 'CaH4_bulk                    0.00 accurate, 1.00 candidate, 0.00 failed' in status.stdout
+
+    exported = session_shell.cli(
+        'export', str(explore_run.pk), '--to', str(tmp_path), '--no-graph', '-p', aiida_profile.name
+    )
+    assert exported.returncode == 0, exported.stderr
+    md_runs = [child for child in explore_run.called if child.process_label == 'MDCalculation']
+    for run in md_runs:
+        trajectory = run.outputs.trajectory
+        (path,) = (tmp_path / 'trajectories').glob(f'{trajectory.pk}_*.extxyz')
+        frames = read(path, index=':')
+        assert [frame.info['step'] for frame in frames] == list(trajectory.get_stepids())
+        assert [frame.info['sigma_f'] for frame in frames] == pytest.approx(trajectory.get_array('sigma_f'))
+    (candidates,) = (tmp_path / 'datasets').glob(f'{explore_run.outputs.candidates.pk}_*.extxyz')
+    assert len(read(candidates, index=':')) == 3

@@ -1,8 +1,10 @@
 """Committee disagreement (as DP-GEN): per-frame deviations of the predictions of N models.
 
-sigma_F = max over atoms i of sqrt(mean over models k of |F_ik - <F_i>|^2)   (eV/Angstrom)
-sigma_E = std over models of the energy per atom                             (eV/atom)
-sigma_V = max over components of the std over models of the stress            (eV/Angstrom^3)
+::
+
+    sigma_F = max over atoms i of sqrt(mean over models k of |F_ik - <F_i>|^2)   (eV/Angstrom)
+    sigma_E = std over models of the energy per atom                             (eV/atom)
+    sigma_V = max over components of the std over models of the stress            (eV/Angstrom^3)
 """
 
 from __future__ import annotations

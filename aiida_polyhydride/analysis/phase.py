@@ -15,7 +15,7 @@ Metal sublattice, two views (hydrogen is ignored: its positions are the least re
 Scores per prototype: ``environment`` = exp(-(env_rms / 0.03)^2), ``composition`` =
 exp(-(x - x_proto)^2 / 2) with x = H/M, ``spacegroup`` = 1 if the metal group is the prototype's, else
 ``SPACEGROUP_MISS`` (0.75); ``total`` is their product. Verdict: the best total, provided its env_rms <=
-``ENV_MATCH`` (0.05) and |x - x_proto| <= ``COMPOSITION_TOLERANCE`` (1.0); if no prototype's environment
+``ENV_MATCH`` (0.05) and ``|x - x_proto|`` <= ``COMPOSITION_TOLERANCE`` (1.0); if no prototype's environment
 matches and the metal sublattice is disordered (mean q6-bar < ``LIQUID_Q6``) it is 'liquid', otherwise 'unknown'.
 """
 

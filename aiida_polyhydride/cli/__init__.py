@@ -10,11 +10,21 @@ from pathlib import Path
 # this interpreter, also when its environment is not activated (aiida looks verdi up on PATH at import time).
 os.environ['PATH'] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')])
 
+import warnings
+
 import click
 
 from .. import __version__
-from .demo import demo
-from .setup import setup
+
+with warnings.catch_warnings():
+    # The first command in a fresh account creates the AiiDA config folder (on importing aiida), and aiida says so
+    # with a UserWarning; the command's own message is the one line that user needs (e.g. no profile yet).
+    warnings.filterwarnings('ignore', message='Creating AiiDA configuration folder', category=UserWarning)
+    from .demo import demo
+    from .export import export
+    from .launch import launch
+    from .setup import setup
+    from .status import status
 
 
 @click.group(context_settings={'help_option_names': ['-h', '--help']})
@@ -24,4 +34,7 @@ def cli() -> None:
 
 
 cli.add_command(setup)
+cli.add_command(launch)
+cli.add_command(status)
+cli.add_command(export)
 cli.add_command(demo)

@@ -7,6 +7,7 @@ import click
 from ..setup import SetupError, SetupResult
 from ..setup.profile import DEFAULT_EMAIL, DEFAULT_PROFILE
 from ..setup.pseudos import DEFAULT_FAMILY
+from .common import load_profile_or_fail
 
 
 def run_setup(
@@ -117,7 +118,7 @@ def computer(ctx, description_file, profile_name, dry_run):
         )
         return
 
-    profile = _load_profile(_profile_name(ctx, profile_name))
+    profile = load_profile_or_fail(_profile_name(ctx, profile_name))
     try:
         results = setup_cluster(description)
     except SetupError as exception:
@@ -147,16 +148,3 @@ def _profile_name(ctx: click.Context, profile_name: str | None) -> str:
 
     loaded = get_manager().get_profile()
     return loaded.name if loaded is not None else DEFAULT_PROFILE
-
-
-def _load_profile(name: str) -> str:
-    from aiida import load_profile
-    from aiida.manage.configuration import get_config
-
-    if name not in get_config(create=True).profile_names:
-        raise click.ClickException(
-            f'AiiDA profile {name!r} does not exist: create it with `aiida-polyhydride setup -p {name}` '
-            '(or `--postgres`) first, or name another with -p.'
-        )
-    load_profile(name, allow_switch=True)
-    return name
