@@ -75,8 +75,9 @@ def _reaction_summary(result: dict) -> dict:
 def dft_enthalpy_table(pressures: orm.List, **relaxed: orm.Data) -> dict[str, orm.Data]:
     """Enthalpies per formula unit of the relaxed phases and the reaction enthalpies versus pressure.
 
-    ``relaxed``: ``structure_<i>_<phase>`` (relaxed StructureData) and ``parameters_<i>_<phase>`` (output_parameters
-    of the PwRelaxWorkChain) for pressure index i; a missing pair is a failed relaxation. Returns ``table`` (Dict,
+    ``relaxed``: ``structure_<i>_<phase>`` (relaxed StructureData), ``parameters_<i>_<phase>`` (output_parameters)
+    and ``trajectory_<i>_<phase>`` (output_trajectory) of the PwRelaxWorkChain for pressure index i; a missing set is a
+    failed relaxation. Returns ``table`` (Dict,
     JSON-safe: None where unknown) and ``enthalpies`` (ArrayData: pressure_GPa and enthalpy_<phase>, NaN where
     unknown). H = E + P_target V, E the total energy of the final SCF, V the relaxed cell volume.
     """
@@ -101,7 +102,10 @@ def dft_enthalpy_table(pressures: orm.List, **relaxed: orm.Data) -> dict[str, or
         entry['energy'][i] = parameters['energy'] / n_units
         entry['volume'][i] = volume / n_units
         entry['enthalpy'][i] = float(enthalpy(parameters['energy'], volume, pressures[i])) / n_units
-        entry['pressure_relaxed'][i] = parameters.get('pressure', None) and parameters['pressure'] / KBAR_PER_GPA
+        # pw.x stress in GPa, positive = compressive: the pressure of the final SCF of the relaxed cell
+        entry['pressure_relaxed'][i] = float(
+            np.trace(relaxed[f'trajectory_{index}_{phase}'].get_array('stress')[-1]) / 3
+        )
     series = {name: np.array([np.nan if v is None else v for v in entry['enthalpy']]) for name, entry in phases.items()}
     result = reaction_enthalpies(pressures, series, {name: entry['role'] for name, entry in phases.items()})
     order = np.argsort(pressures)
@@ -156,6 +160,7 @@ def md_enthalpy_table(settings: orm.Dict, **runs: orm.Data) -> orm.Dict:
         role, n_units = phase_role(trajectory.symbols)
         energies, volumes = _trajectory_series(trajectory)
         values = md_enthalpy(energies, volumes, conditions['pressure_GPa'], n_units, fraction)
+        values['enthalpy_error'] = _finite_or_none([values['enthalpy_error']])[0]  # NaN with too few frames
         point = points.setdefault((conditions['temperature_K'], conditions['pressure_GPa']), {})
         point[conditions['system']] = {**values, 'role': role, 'state': conditions['system'].split('_', 1)[0]}
     table = []
@@ -545,6 +550,8 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         grid = itertools.product(enumerate(pressures), settings['temperatures'], systems)
         for number, ((_, pressure), temperature, (name, structure)) in enumerate(grid):
             parameters = {**template, 'temperature_K': temperature, 'pressure_GPa': pressure}
+            if not name.startswith('solid_'):  # a liquid has no shear stiffness: a fully flexible cell would drift
+                parameters['barostat'] = 'isotropic'
             conditions = {'system': name, 'temperature_K': temperature, 'pressure_GPa': pressure}
             runs[f'npt_{number}'] = (structure, parameters, conditions)
         for index, pressure in enumerate(pressures):
@@ -598,6 +605,7 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
                 _, index, phase = key.split('_', 2)
                 relaxed[f'structure_{index}_{phase}'] = node.outputs.output_structure
                 relaxed[f'parameters_{index}_{phase}'] = node.outputs.output_parameters
+                relaxed[f'trajectory_{index}_{phase}'] = node.outputs.output_trajectory
             else:
                 self._record_failure(key, node)
         self.ctx.n_relaxations = len(keys)
