@@ -1,7 +1,8 @@
 """HydrogenationEnthalpyWorkChain with real pw.x vc-relaxations and the session's tiny Allegro committee.
 
-One run at one pressure: CaH2 P6_3/mmc (6 atoms), the 5-atom CaH4 primitive cell and 4-atom solid H2 relaxed with the
-fast protocol at low k density, plus the MLIP branch on unit cells with a few dozen MD steps per run.
+DFT run at one pressure: CaH2 P6_3/mmc (6 atoms), the 5-atom CaH4 primitive cell and 4-atom solid H2 relaxed with the
+fast protocol at low k density. MLIP run (its own work chain, so neither waits for the other): unit cells, a few dozen
+MD steps per run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,24 @@ PHASES = ['MH2-P63mmc', 'MH4-I4mmm', 'H2-P63mmc']
 
 
 @pytest.fixture(scope='module')
-def enthalpy_run(localhost_setup, tiny_committee, model_cache, run_in_daemon):
+def dft_run(localhost_setup, run_in_daemon):
+    from aiida import orm
+
+    from aiida_polyhydride.workflows.enthalpy import HydrogenationEnthalpyWorkChain
+
+    builder = HydrogenationEnthalpyWorkChain.get_builder_from_protocol(
+        orm.load_code('pw@localhost'),
+        'Ca',
+        [PRESSURE_GPA],
+        protocol='fast',
+        # 2x2x2-ish meshes: a test of the bookkeeping and the pressure control, not converged numbers
+        overrides={'phases': PHASES, 'kpoints_distance': 1.0},
+    )
+    return run_in_daemon(builder, timeout=3600)
+
+
+@pytest.fixture(scope='module')
+def mlip_run(localhost_setup, tiny_committee, model_cache, run_in_daemon):
     from aiida import orm
 
     from aiida_polyhydride.workflows.enthalpy import HydrogenationEnthalpyWorkChain
@@ -23,13 +41,12 @@ def enthalpy_run(localhost_setup, tiny_committee, model_cache, run_in_daemon):
     for model in tiny_committee.outputs.models.values():
         model.compiled_path('cpu', model_cache)
     builder = HydrogenationEnthalpyWorkChain.get_builder_from_protocol(
-        orm.load_code('pw@localhost'),
+        None,  # MLIP branch only
         'Ca',
         [PRESSURE_GPA],
         protocol='fast',
         overrides={
             'phases': PHASES,
-            'kpoints_distance': 1.0,  # 2x2x2-ish meshes: a smoke test of the bookkeeping, not converged numbers
             'mlip': {
                 'temperatures': [600.0],
                 'md': {'n_steps': 40, 'dump_every': 10},
@@ -41,14 +58,15 @@ def enthalpy_run(localhost_setup, tiny_committee, model_cache, run_in_daemon):
         models=dict(tiny_committee.outputs.models),
     )
     builder.mlip.md.metadata.options.environment_variables = {'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)}
-    return run_in_daemon(builder, timeout=1800)
+    return run_in_daemon(builder, timeout=3600)
 
 
-def test_enthalpy_is_e_plus_pv_of_the_relaxed_cell(enthalpy_run):
+def test_enthalpy_is_e_plus_pv_of_the_relaxed_cell(dft_run):
     from aiida_polyhydride.analysis.enthalpy import GPA_A3_IN_EV, phase_role
 
-    node = enthalpy_run
+    node = dft_run
     assert node.is_finished_ok, node.exit_message
+    assert 'md_table' not in node.outputs  # no MLIP inputs, no MD
     table = node.outputs.dft_table.get_dict()
     assert table['pressure_GPa'] == [PRESSURE_GPA]
     relaxations = {call.label: call for call in node.called if call.process_label == 'PwRelaxWorkChain'}
@@ -82,10 +100,12 @@ def test_enthalpy_is_e_plus_pv_of_the_relaxed_cell(enthalpy_run):
     assert node.outputs.failed.get_dict() == {}
 
 
-def test_mlip_enthalpies_and_melting_tables(enthalpy_run):
+def test_mlip_enthalpies_and_melting_tables(mlip_run):
     from aiida_polyhydride.analysis.enthalpy import GPA_A3_IN_EV
 
-    node = enthalpy_run
+    node = mlip_run
+    assert node.is_finished_ok, node.exit_message
+    assert 'dft_table' not in node.outputs  # no structures to relax: the MLIP branch alone
     md_runs = {call.label: call for call in node.called if call.process_label == 'MDCalculation'}
     # 4 NPT systems (solid MH2, solid MH4, liquid MH4, fluid H2), 2 coexistence temperatures, heating and cooling
     assert len(md_runs) == 8
@@ -198,3 +218,9 @@ def test_phases_without_a_reaction_are_refused():
     h2 = orm.StructureData(ase=solid_h2())
     assert 'structures.CaH3: Ca1H3' in _validate_structures({'CaH3': cah3, 'H2': h2}, None)
     assert 'need an MH2, an H2 and an MH4 or MH6' in _validate_structures({'H2': h2}, None)
+
+
+def test_a_run_needs_one_branch():
+    from aiida_polyhydride.workflows.enthalpy import _validate_inputs
+
+    assert 'give `structures` (DFT branch), `mlip` (MLIP branch) or both' in _validate_inputs({}, None)

@@ -305,6 +305,8 @@ def _validate_pressures(value: orm.List, _) -> str | None:
 
 
 def _validate_structures(value: dict, _) -> str | None:
+    if not value:
+        return None
     roles = {}
     for name, structure in value.items():
         try:
@@ -314,6 +316,15 @@ def _validate_structures(value: dict, _) -> str | None:
     present = set(roles.values())
     if not {'MH2', 'H2'} <= present or not present & {'MH4', 'MH6'}:
         return f'structures: need an MH2, an H2 and an MH4 or MH6 phase; got roles {roles}'
+    return None
+
+
+def _validate_inputs(inputs: dict, _) -> str | None:
+    has_dft, has_mlip = bool(inputs.get('structures')), bool(inputs.get('mlip', {}).get('models'))
+    if not has_dft and not has_mlip:
+        return 'give `structures` (DFT branch), `mlip` (MLIP branch) or both'
+    if has_dft and 'relax' not in inputs:
+        return '`relax`: the vc-relax template is required with `structures` (get_builder_from_protocol makes it)'
     return None
 
 
@@ -346,10 +357,13 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
             PwRelaxWorkChain, namespace='relax',
             exclude=('structure', 'clean_workdir', 'base_init_relax', 'base_relax.pw.pseudos', 'base_relax.kpoints',
                      'base_relax.kpoints_distance'),
-            namespace_options={'help': 'Template of the vc-relax of every phase; CELL.press is set per pressure.'},
+            namespace_options={'required': False, 'populate_defaults': False,
+                               'help': 'Template of the vc-relax of every phase; CELL.press is set per pressure.'},
         )
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, validator=_validate_structures,
-                             help='Phases by name; the role (MH2, MH4, MH6, H2) comes from the composition.')
+                             required=False,
+                             help='Phases to relax (DFT branch) by name; the role (MH2, MH4, MH6, H2) comes from the '
+                             'composition. Without them only the MLIP branch runs.')
         spec.input('pressures', valid_type=orm.List, validator=_validate_pressures, help='Target pressures (GPa).')
         spec.input('pseudo_family', valid_type=orm.Str, default=lambda: orm.Str(DEFAULT_FAMILY),
                    help='Label of an installed aiida-pseudo family covering every element.')
@@ -377,6 +391,7 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         spec.input('mlip.settings', valid_type=orm.Dict, required=False,
                    help='temperatures, equilibration_fraction, q6_threshold, md (MD parameters template), '
                    'coexistence {temperatures, n_steps}, ramp {start_K, end_K, n_steps}.')
+        spec.inputs.validator = _validate_inputs
         spec.outline(
             cls.setup,
             cls.run_all,
@@ -408,7 +423,7 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(
         cls,
-        pw_code: orm.AbstractCode,
+        pw_code: orm.AbstractCode | None,
         metal: str,
         pressures: list[float],
         protocol: str | None = None,
@@ -422,13 +437,27 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         """Builder for ``metal`` at ``pressures`` (GPa) with the protocol (fast / moderate / precise).
 
         ``structures`` default to the protocol's ``phases`` built by :mod:`aiida_polyhydride.structures` (primitive
-        cells). With ``mlip_code`` and ``models`` the MLIP branch is switched on with the protocol's MD cells.
+        cells). With ``mlip_code`` and ``models`` the MLIP branch is switched on with the protocol's MD cells; with
+        ``pw_code=None`` only the MLIP branch runs.
         """
-        from ..setup.cluster import default_job_options
-        from ..structures import bulk_phase, dense_h2_fluid, liquid_like, primitive_cell
-        from ..structures.enthalpy_cells import solid_h2, solid_liquid_cell
-
         inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.pressures = orm.List([float(p) for p in pressures])
+        if pw_code is not None:
+            cls._set_dft_inputs(builder, inputs, pw_code, metal, pseudo_family, structures, num_mpiprocs)
+        if mlip_code is None and models is None:
+            return builder
+        if mlip_code is None or not models:
+            raise ValueError('mlip: give both mlip_code (the python code of the MD runner) and models (the committee)')
+        cls._set_mlip_inputs(builder, inputs, metal, mlip_code, models)
+        return builder
+
+    @staticmethod
+    def _set_dft_inputs(builder, inputs, pw_code, metal, pseudo_family, structures, num_mpiprocs) -> None:
+        from ..setup.cluster import default_job_options
+        from ..structures import bulk_phase, primitive_cell
+        from ..structures.enthalpy_cells import solid_h2
+
         if structures is None:
             structures = {
                 name.replace('-', ''): orm.StructureData(
@@ -455,7 +484,6 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
                 **default_job_options(pw_code.computer),
             },
         )
-        builder = cls.get_builder()
         base_relax = template.base_relax
         for key in ('pseudos', 'structure'):
             base_relax.pw.pop(key, None)
@@ -465,14 +493,15 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         builder.relax.meta_convergence = template.meta_convergence
         builder.relax.max_meta_convergence_iterations = template.max_meta_convergence_iterations
         builder.structures = structures
-        builder.pressures = orm.List([float(p) for p in pressures])
         builder.pseudo_family = orm.Str(pseudo_family)
         builder.kpoints_distance = orm.Float(inputs['kpoints_distance'])
         builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        if mlip_code is None and models is None:
-            return builder
-        if mlip_code is None or not models:
-            raise ValueError('mlip: give both mlip_code (the python code of the MD runner) and models (the committee)')
+
+    @staticmethod
+    def _set_mlip_inputs(builder, inputs, metal, mlip_code, models) -> None:
+        from ..structures import bulk_phase, dense_h2_fluid, liquid_like
+        from ..structures.enthalpy_cells import solid_liquid_cell
+
         mlip, cells = inputs['mlip'], inputs['mlip']['cells']
         solid_repeat = tuple(cells['solid_repeat'])
         systems = {
@@ -493,17 +522,19 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         builder.mlip.cooling_structure = builder.mlip.systems['liquid_MH4']
         builder.mlip.metal = orm.Str(metal)
         builder.mlip.settings = orm.Dict({key: mlip[key] for key in MLIP_SETTINGS})
-        return builder
 
     # --- steps ---------------------------------------------------------------------------------------------------
 
     def setup(self):
+        self.ctx.failed = {}
+        self.ctx.n_relaxations = 0
+        if not self.inputs.get('structures'):
+            return None
         elements = set().union(*(structure.get_symbols_set() for structure in self.inputs.structures.values()))
         try:
             self.ctx.family = load_pseudo_family(self.inputs.pseudo_family.value, elements)
         except ValueError as exception:
             return self.exit_codes.ERROR_PSEUDO_FAMILY.format(reason=str(exception))
-        self.ctx.failed = {}
         return None
 
     def has_mlip(self) -> bool:
@@ -514,7 +545,7 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         running = {}
         pressures = self.inputs.pressures.get_list()
         for index, pressure in enumerate(pressures):
-            for phase, structure in sorted(self.inputs.structures.items()):
+            for phase, structure in sorted(self.inputs.get('structures', {}).items()):
                 running[f'relax_{index}_{phase}'] = self.submit(
                     PwRelaxWorkChain, **self._relax_inputs(phase, structure, index, pressure)
                 )
@@ -653,7 +684,7 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
             self.out('enthalpy_plot', plot_enthalpies(self.outputs['dft_table'], **md))
         self.out('failed', orm.Dict(self.ctx.failed).store())
         failed_relax = sorted(key for key in self.ctx.failed if key.startswith('relax_'))
-        if 'dft_table' not in self.outputs:
+        if self.ctx.n_relaxations and 'dft_table' not in self.outputs:
             return self.exit_codes.ERROR_NO_RELAXATION
         if failed_relax:
             return self.exit_codes.ERROR_RELAXATIONS_FAILED.format(
