@@ -121,12 +121,11 @@ def test_bad_lammps_input_is_named(tmp_path, change, message):
         lammps.write_inputs(tmp_path, _structure(), {**NVT, 'n_steps': 10}, pair='eam')
 
 
-def test_committee_on_the_dumped_frames(npt_run, tiny_committee, model_cache, tmp_path, monkeypatch):
+def test_committee_on_the_dumped_frames(npt_run, compiled_committee, model_cache, tmp_path, monkeypatch):
     """``python -m aiida_polyhydride.runners.lammps`` after LAMMPS: the other members on every dumped frame, written
     in the ASE runner's format (the MD parser reads it). Member 0 is LAMMPS's pair style (here lj/cut), so the
     deviation from a real Allegro member is positive; a member against its own predictions gives exactly zero."""
     from aiida_polyhydride.analysis.frames import frames_from_extxyz
-    from aiida_polyhydride.data.allegro_potential import AllegroPotentialData
     from aiida_polyhydride.parsers.md import trajectory_node
     from aiida_polyhydride.runners.compiled_models import compiled_model
 
@@ -135,10 +134,8 @@ def test_committee_on_the_dumped_frames(npt_run, tiny_committee, model_cache, tm
     shutil.copytree(source, directory)
     models = []
     for key in ('member_0', 'member_1'):
-        node = tiny_committee.outputs.models[key]
-        content = node.base.repository.get_object_content(AllegroPotentialData.FILENAME, mode='rb')
-        (directory / f'{key}.nequip.zip').write_bytes(content)
-        models.append({'file': f'{key}.nequip.zip', 'sha256': node.sha256})
+        shutil.copy(compiled_committee[key]['path'], directory / f'{key}.nequip.zip')
+        models.append({'file': f'{key}.nequip.zip', 'sha256': compiled_committee[key]['sha256']})
     # member 0 is what LAMMPS ran (here lj/cut, in production member_0 through pair_allegro); the others are evaluated
     (directory / lammps.FILES['parameters']).write_text(json.dumps({'models': models}))
     monkeypatch.setenv('AIIDA_POLYHYDRIDE_CACHE', str(model_cache))
