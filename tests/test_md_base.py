@@ -14,12 +14,8 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _compiled(compiled_committee):
-    """Members compiled before the first job: each job finds them in the cache instead of compiling them itself."""
-
-
 def md_base_builder(tiny_committee, structure, model_cache, **parameters):
+    # callers request compiled_committee: the members are compiled before the first job, which finds them cached
     from aiida import orm
 
     from aiida_polyhydride.workflows.md import MDBaseWorkChain
@@ -41,7 +37,9 @@ def md_calculations(node):
     return sorted((child for child in node.called if child.process_label == 'MDCalculation'), key=lambda n: n.pk)
 
 
-def test_blowup_is_cured_by_a_shorter_time_step(tiny_committee, cah4_primitive, model_cache, run_in_daemon):
+def test_blowup_is_cured_by_a_shorter_time_step(
+    tiny_committee, compiled_committee, cah4_primitive, model_cache, run_in_daemon
+):
     """8 fs explodes within a few steps (M-H closer than 0.8 A), 4 fs within ~20, 2 fs holds: two halvings."""
     builder = md_base_builder(tiny_committee, cah4_primitive * (2, 2, 1), model_cache,
                               timestep_fs=8.0, n_steps=25, dump_every=5)  # fmt: skip
@@ -59,7 +57,9 @@ def test_blowup_is_cured_by_a_shorter_time_step(tiny_committee, cah4_primitive, 
     assert 'parent_folder' not in calculations[-1].inputs  # a retry starts again from the structure
 
 
-def test_blowup_not_cured_outputs_the_partial_trajectory(tiny_committee, cah4_primitive, model_cache, run_in_daemon):
+def test_blowup_not_cured_outputs_the_partial_trajectory(
+    tiny_committee, compiled_committee, cah4_primitive, model_cache, run_in_daemon
+):
     builder = md_base_builder(tiny_committee, cah4_primitive * (2, 2, 1), model_cache,
                               timestep_fs=8.0, n_steps=25, dump_every=1)  # fmt: skip
     builder.max_timestep_halvings = 1
@@ -74,7 +74,7 @@ def test_blowup_not_cured_outputs_the_partial_trajectory(tiny_committee, cah4_pr
     assert len(node.outputs.trajectory.get_stepids()) >= 2
 
 
-def test_committee_stop_is_not_retried(tiny_committee, cah4_primitive, model_cache, run_in_daemon):
+def test_committee_stop_is_not_retried(tiny_committee, compiled_committee, cah4_primitive, model_cache, run_in_daemon):
     """The two members always disagree by more than 1e-4 eV/A: a shorter time step would not help."""
     builder = md_base_builder(tiny_committee, cah4_primitive * (2, 2, 1), model_cache,
                               timestep_fs=0.5, n_steps=50, dump_every=5,
@@ -100,7 +100,7 @@ def _runner_processes(calculation):
 
 
 def test_run_stopped_at_walltime_continues_from_its_checkpoint(
-    tiny_committee, cah4_primitive, model_cache, daemon_client
+    tiny_committee, compiled_committee, cah4_primitive, model_cache, daemon_client
 ):
     """SIGTERM to the running job, as SLURM sends at the time limit: checkpoint, exit 330, then a second run in a new
     folder continues from the checkpoint (parent_folder) to the requested step count, with no step twice."""
