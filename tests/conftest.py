@@ -207,3 +207,24 @@ def tiny_committee(qe_dataset, isolated_energies, run_in_daemon):
 def model_cache(tmp_path_factory):
     """One compiled-model cache for the session ($AIIDA_POLYHYDRIDE_CACHE of the MD jobs): each model compiles once."""
     return tmp_path_factory.mktemp('compiled_models')
+
+
+@pytest.fixture(scope='session')
+def compiled_committee(tiny_committee, model_cache):
+    """``tiny_committee``'s packages as files, both compiled into ``model_cache`` at once (MD jobs then find them
+    there): {'member_0': {'path': ..., 'sha256': ...}, ...}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aiida_polyhydride.runners.compiled_models import compiled_model
+
+    directory = model_cache / 'packages'  # where AllegroPotentialData.compiled_path looks for them
+    directory.mkdir(exist_ok=True)
+    packages = {}
+    for key, node in tiny_committee.outputs.models.items():
+        path = directory / f'{node.sha256}.nequip.zip'
+        packages[key] = {'path': path if path.is_file() else node.export(path), 'sha256': node.sha256}
+    with ThreadPoolExecutor(len(packages)) as pool:  # nequip-compile is mostly single-threaded
+        futures = [pool.submit(compiled_model, p['path'], p['sha256'], cache=model_cache) for p in packages.values()]
+        for future in futures:
+            future.result()
+    return packages

@@ -27,9 +27,10 @@ def explore_run(tiny_committee, cah4_primitive, model_cache, run_in_daemon):
 def test_grid_runs_and_selection_is_capped(explore_run):
     node = explore_run
     assert node.is_finished_ok, node.exit_message
-    md_runs = [child for child in node.called if child.process_label == 'MDCalculation']
-    assert len(md_runs) == 2  # one system x one temperature x (NVT, 40 GPa)
-    ensembles = sorted(run.inputs.parameters['ensemble'] for run in md_runs)
+    md_runs = [child for child in node.called if child.process_label == 'MDBaseWorkChain']
+    assert len(md_runs) == 2  # one system x one temperature x (NVT, 40 GPa), each with its restart handlers
+    assert all(run.is_finished_ok for run in md_runs)
+    ensembles = sorted(run.inputs.md.parameters['ensemble'] for run in md_runs)
     assert ensembles == ['npt', 'nvt']
     ratios = node.outputs.ratios.get_dict()
     assert set(ratios) == {'CaH4_bulk'}

@@ -1,6 +1,6 @@
 """The MD runner (runners/md.py) as a CalcJob runs it: ``python -m aiida_polyhydride.runners.md`` in a directory,
-with two tiny Allegro models trained here through the real nequip-train / nequip-package on synthetic
-Morse-labelled Ca-H frames and compiled once into a cache shared by the module."""
+with the session's two tiny Allegro members (``tiny_committee``, trained on real pw.x labels) compiled once into the
+session's model cache."""
 
 from __future__ import annotations
 
@@ -15,63 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from ase.io import read, write
 
-from aiida_polyhydride.analysis.synthetic import synthetic_cah_frames
-from aiida_polyhydride.calculations.allegro_config import (
-    CONFIG_NAME,
-    OUTPUT_FILES,
-    build_config,
-    validate_hyperparameters,
-)
 from aiida_polyhydride.runners import md as md_runner
-from aiida_polyhydride.runners.compiled_models import compiled_model, file_sha256
+from aiida_polyhydride.runners.compiled_models import file_sha256
 from aiida_polyhydride.structures import bulk_phase, primitive_cell, rattle
 
-BIN = Path(sys.executable).parent
 RUNNER_MODULE = 'aiida_polyhydride.runners.md'
 REPOSITORY = Path(md_runner.__file__).parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-def _nequip(command: list[str], cwd: Path) -> None:
-    env = {**os.environ, 'TMPDIR': str(cwd / 'tmp'), 'TORCHINDUCTOR_CACHE_DIR': str(cwd / 'inductor_cache')}
-    (cwd / 'tmp').mkdir(exist_ok=True)
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, f'{command[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
-
-
-def _train_package(directory: Path, seed: int) -> Path:
-    """A 2-epoch 'tiny' model through nequip-train and nequip-package."""
-    directory.mkdir(parents=True)
-    frames = synthetic_cah_frames(30, seed=0)
-    write(directory / 'train.extxyz', frames[:24])
-    write(directory / 'val.extxyz', frames[24:])
-    hyperparameters = validate_hyperparameters({'max_epochs': 2}, 'tiny')
-    config = build_config(hyperparameters, ['Ca', 'H'], {'Ca': 0.0, 'H': 0.0}, 'train.extxyz', 'val.extxyz', seed=seed)
-    (directory / f'{CONFIG_NAME}.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
-    _nequip([str(BIN / 'nequip-train'), '-cp', str(directory), '-cn', CONFIG_NAME], directory)
-    _nequip([str(BIN / 'nequip-package'), 'build', OUTPUT_FILES['best_checkpoint'], 'model.nequip.zip'], directory)
-    return directory / 'model.nequip.zip'
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope='module')
-def models(tmp_path_factory):
-    """Two packages (seeds 1 and 2) and a compile cache holding both, shared by every run of the module."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    root = tmp_path_factory.mktemp('md_models')
-    cache = root / 'cache'
-    packages = {}
-    for name, seed in (('a', 1), ('b', 2)):
-        package = _train_package(root / name, seed)
-        packages[name] = {'path': package, 'sha256': file_sha256(package)}
-    # compiled once (both at a time: nequip-compile is mostly single-threaded); every run below finds them cached
-    with ThreadPoolExecutor(2) as pool:
-        for future in [pool.submit(compiled_model, p['path'], p['sha256'], cache=cache) for p in packages.values()]:
-            future.result()
-    return {'cache': cache, **packages}
+def models(compiled_committee, model_cache):
+    """The committee's packages ('a': member_0, 'b': member_1) and the session's compile cache holding both."""
+    return {'cache': model_cache, 'a': compiled_committee['member_0'], 'b': compiled_committee['member_1']}
 
 
 def _structure(repeat=(2, 1, 1), stdev=0.05, seed=0):
@@ -232,6 +190,7 @@ def test_blowup_guard_keeps_partial_trajectory(models, tmp_path):
     assert code == md_runner.EXIT_CODES['blowup'] == 2, stderr
     assert 'Traceback' not in stderr
     assert result['status'] == 'blowup' and 'H-H distance' in result['reason'] and 'step 0' in result['reason']
+    assert result['blowup_trigger'] == 'distance'  # a shorter time step may cure it (MDBaseWorkChain retries)
     assert (directory / 'last_frame.extxyz').is_file()
 
     # a time step of 20 fs at 20000 K: atoms collide within a few dumps; what was dumped before is kept
@@ -249,6 +208,7 @@ def test_blowup_guard_keeps_partial_trajectory(models, tmp_path):
     directory = _prepare(tmp_path / 'sigma', models, parameters, members=('a', 'b'))
     code, result = _run(directory, models)
     assert code == 2 and 'sigma_F above' in result['reason'], result
+    assert result['blowup_trigger'] == 'committee'  # not retried: the model is untrusted there
     assert result['n_dumps'] == 2 and result['n_steps_done'] == 10
 
 

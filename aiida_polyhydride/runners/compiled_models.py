@@ -50,8 +50,10 @@ def compiled_model(
     device: str = 'cpu',
     cache: str | Path | None = None,
     data_path: str | Path | None = None,
+    target: str = 'ase',
 ) -> Path:
-    """Path of ``package`` compiled with AOTInductor for ``device`` (ASE target), compiling it on first use.
+    """Path of ``package`` compiled with AOTInductor for ``device`` and ``target`` (``ase``, or ``pair_allegro`` for
+    LAMMPS's pair_style allegro), compiling it on first use.
 
     ``data_path``: frames with realistic shapes for the compiler (nequip otherwise reads the training data path
     recorded in the package, which need not exist on this machine).
@@ -61,19 +63,20 @@ def compiled_model(
     versions = stack_versions()
     tag = hashlib.sha256(repr(sorted(versions.items())).encode()).hexdigest()[:12]
     directory = Path(cache or cache_directory()) / 'compiled'
-    target = directory / f'{sha256[:20]}-{device}-{tag}.nequip.pt2'
-    checksum = target.with_suffix('.sha256')
-    if target.is_file() and checksum.is_file() and file_sha256(target) == checksum.read_text().strip():
-        return target
+    suffix = '' if target == 'ase' else f'-{target}'  # ASE files keep their original cache names
+    compiled = directory / f'{sha256[:20]}-{device}{suffix}-{tag}.nequip.pt2'
+    checksum = compiled.with_suffix('.sha256')
+    if compiled.is_file() and checksum.is_file() and file_sha256(compiled) == checksum.read_text().strip():
+        return compiled
 
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix='nequip-compile-', dir=directory) as workdir:
         # AOTInductor writes its kernels to TORCHINDUCTOR_CACHE_DIR and /tmp/aotinductor_*: keep them per job
         environment = {**os.environ, 'TORCHINDUCTOR_CACHE_DIR': str(Path(workdir) / 'inductor'), 'TMPDIR': workdir}
-        output = Path(workdir) / target.name
+        output = Path(workdir) / compiled.name
         command = [
             _executable('nequip-compile'), str(package), str(output),
-            '--mode', 'aotinductor', '--device', device, '--target', 'ase',
+            '--mode', 'aotinductor', '--device', device, '--target', target,
         ]  # fmt: skip
         if data_path is not None:
             command += ['--data-path', str(data_path)]
@@ -81,9 +84,9 @@ def compiled_model(
         if result.returncode != 0 or not output.is_file():
             tail = '\n'.join((result.stdout + result.stderr).splitlines()[-20:])
             raise CompilationError(f'nequip-compile failed for {package} on {device} ({result.returncode}):\n{tail}')
-        shutil.move(output, target)
-    checksum.write_text(file_sha256(target) + '\n')
-    return target
+        shutil.move(output, compiled)
+    checksum.write_text(file_sha256(compiled) + '\n')
+    return compiled
 
 
 def _executable(name: str) -> str:

@@ -96,9 +96,9 @@ class InputError(ValueError):
 class Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Ends the MD loop with a status other than 'ok'."""
 
-    def __init__(self, status: str, reason: str):
+    def __init__(self, status: str, reason: str, trigger: str | None = None):
         super().__init__(reason)
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.trigger = status, reason, trigger
 
 
 # --- input ---------------------------------------------------------------------------------------------------------
@@ -549,18 +549,18 @@ def run(workdir: str | Path = '.', signals: _Signals | None = None) -> dict:
         consecutive_failed = consecutive_failed + 1 if failed is not None and record['sigma_f'] > failed else 0
         if consecutive_failed >= parameters['max_consecutive_failed']:
             raise Stop('blowup', f'sigma_F above {failed} eV/A for {consecutive_failed} consecutive dumps '
-                                 f'(last {record["sigma_f"]:.3g} eV/A at step {step})')  # fmt: skip
+                                 f'(last {record["sigma_f"]:.3g} eV/A at step {step})', 'committee')  # fmt: skip
 
     def guard(check_distances: bool):
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
         if not (np.isfinite(energy) and np.all(np.isfinite(forces)) and np.all(np.isfinite(atoms.positions))):
-            raise Stop('blowup', f'non-finite energy, forces or positions at step {step}')
+            raise Stop('blowup', f'non-finite energy, forces or positions at step {step}', 'nonfinite')
         if check_distances:
             message = guard_distances(atoms, parameters['min_distance'])
             if message:
-                raise Stop('blowup', f'{message} at step {step}')
+                raise Stop('blowup', f'{message} at step {step}', 'distance')
 
-    status, reason = 'ok', None
+    status, reason, trigger = 'ok', None, None
     try:
         if start_step == 0:
             guard(True)
@@ -585,7 +585,7 @@ def run(workdir: str | Path = '.', signals: _Signals | None = None) -> dict:
                     checkpoint_now()
                     dumps_since_checkpoint = 0
     except Stop as stop:
-        status, reason = stop.status, stop.reason
+        status, reason, trigger = stop.status, stop.reason, stop.trigger
     if status == 'blowup':
         write(workdir / FILES['last_frame'], atoms, format='extxyz')  # the offending configuration, for inspection
         if records:
@@ -597,6 +597,7 @@ def run(workdir: str | Path = '.', signals: _Signals | None = None) -> dict:
     result = {
         'status': status,
         'reason': reason,
+        'blowup_trigger': trigger,  # nonfinite / distance (a shorter time step may cure) or committee (it will not)
         'exit_code': EXIT_CODES[status],
         'n_steps_done': step,
         'n_steps_this_run': steps_done,

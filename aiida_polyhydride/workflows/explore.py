@@ -1,9 +1,10 @@
 """ExploreWorkChain: MD with the current committee over a grid of (system, T, P); frames to relabel are selected.
 
-Every (system, T, P) runs as its own MDCalculation, all at once. Frames are classified by the committee force
-deviation against the trust window [lo, hi); candidates are made diverse and capped by ``select_frames``
-(analysis/selection.py) and output as an unlabelled TrainingSetData, ready for LabelWorkChain, each frame carrying
-its origin (system, T, P). Runs that blew up still contribute the frames they dumped.
+Every (system, T, P) runs as its own MDBaseWorkChain (MDCalculation with blow-up and walltime restarts), all at
+once. Frames are classified by the committee force deviation against the trust window [lo, hi); candidates are made
+diverse and capped by ``select_frames`` (analysis/selection.py) and output as an unlabelled TrainingSetData, ready for
+LabelWorkChain, each frame carrying its origin (system, T, P). Runs that blew up still contribute the frames they
+dumped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..analysis.selection import class_ratios, classify, pair_distribution_descr
 from ..calculations.md import MDCalculation
 from ..data.allegro_potential import AllegroPotentialData
 from ..data.training_set import TrainingSetData
+from .md import MDBaseWorkChain
 
 __all__ = ('ExploreWorkChain', 'select_frames')
 
@@ -96,6 +98,9 @@ class ExploreWorkChain(WorkChain):
         super().define(spec)
         spec.expose_inputs(MDCalculation, namespace='md', exclude=('structure', 'models', 'parent_folder'),
                            namespace_options={'help': 'MD template; temperature_K and pressure_GPa are set per run.'})
+        spec.expose_inputs(MDBaseWorkChain, namespace='md_restart', exclude=('md',),
+                           namespace_options={'help': 'Restart settings of every run (max_iterations, '
+                                              'max_timestep_halvings, ...).'})
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
                              help='Exploration systems by name, e.g. {"CaH4_bulk": ..., "CaH2_slab_H2": ...}.')
         spec.input_namespace('models', valid_type=AllegroPotentialData, dynamic=True, help='The committee.')
@@ -118,7 +123,7 @@ class ExploreWorkChain(WorkChain):
         # fmt: on
 
     def run_md(self):
-        """One MDCalculation per (system, T, P), all submitted at once."""
+        """One MDBaseWorkChain per (system, T, P), all submitted at once."""
         running = {}
         grid = itertools.product(
             sorted(self.inputs.structures), self.inputs.temperatures.get_list(), self.inputs.pressures.get_list()
@@ -135,8 +140,11 @@ class ExploreWorkChain(WorkChain):
             inputs.structure = self.inputs.structures[system]
             inputs.models = dict(self.inputs.models)
             label = f'{system} {temperature} K {pressure if pressure is not None else "NVT"} GPa'
-            inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': f'md_{index}', 'label': label}
-            node = self.submit(MDCalculation, **inputs)
+            inputs.metadata = {**inputs.get('metadata', {}), 'label': label}
+            restart = AttributeDict(self.exposed_inputs(MDBaseWorkChain, namespace='md_restart'))
+            restart.md = inputs
+            restart.metadata = {**restart.get('metadata', {}), 'call_link_label': f'md_{index}', 'label': label}
+            node = self.submit(MDBaseWorkChain, **restart)
             self.ctx[f'conditions_{index}'] = {'system': system, 'temperature_K': temperature, 'pressure_GPa': pressure}
             running[f'md_{index}'] = node
         self.report(f'submitted {len(running)} MD runs')
