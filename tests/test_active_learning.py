@@ -192,3 +192,51 @@ def test_bad_inputs_are_refused_with_a_clear_message(qe_dataset, isolated_energi
     seeds = seed_frames(orm.Str('Ca'), orm.List([40.0]), orm.Dict({'n_rattled': 0, 'include_interfaces': False}))
     assert not seeds.is_labelled
     assert {frame.info['origin_builder'] for frame in seeds.to_ase()} == {'seeds'}
+
+
+def test_calibration_and_dataset_growth_on_constructed_frames():
+    """The calcfunctions pair labels with their candidates, measure the true error and grow the sets."""
+    import numpy as np
+    from aiida import orm
+    from ase.build import bulk
+
+    from aiida_polyhydride.analysis.frames import frame_hash, label_frame
+    from aiida_polyhydride.data import TrainingSetData
+    from aiida_polyhydride.workflows.active_learning import calibrate_window, grow_dataset, learning_history
+
+    candidates, labels = [], []
+    for index in range(6):
+        frame = bulk('CaH', 'rocksalt', a=4.4 + 0.05 * index)
+        frame.arrays['model_forces'] = np.zeros((2, 3))
+        frame.info.update({'sigma_f': 0.02 * (index + 1), 'candidate_index': index})
+        candidates.append(frame)
+        if index != 2:  # frame 2 failed to label
+            true_forces = np.array([[0.0, 0.0, 0.04 * (index + 1)], [0.0, 0.0, 0.0]])  # error = 2 sigma_F
+            labels.append(label_frame(frame.copy(), energy=-1.0, forces=true_forces, stress=np.zeros(6),
+                                      info={'candidate_index': index}))  # fmt: skip
+    candidates, labels = TrainingSetData(candidates, labelled=False), TrainingSetData(labels)
+    settings = {'lo': 0.05, 'hi': 0.25, 'target_force_error': 0.1, 'hi_over_lo': 4.0, 'min_frames': 3, 'quantile': 0.9}
+    window = calibrate_window(candidates, labels, orm.Dict(settings))
+    assert window['sigma_f'] == pytest.approx([0.02, 0.04, 0.08, 0.10, 0.12])
+    assert window['true_error'] == pytest.approx([0.04, 0.08, 0.16, 0.20, 0.24])
+    assert window['calibrated']
+    assert window['lo'] == pytest.approx(0.05)  # target 0.1 / ratio 2
+    assert window['hi'] == pytest.approx(0.2)
+
+    start = {'training': TrainingSetData(labels.to_ase()[:2]), 'validation': TrainingSetData(labels.to_ase()[2:3])}
+    grown = grow_dataset(start['training'], start['validation'], labels, orm.Dict({'validation_fraction': 0.4,
+                                                                                     'seed': 1}))  # fmt: skip
+    # 5 labels, 3 already present: the 2 new ones are split 0.4 -> 1 to validation; nothing duplicated or lost
+    assert (len(grown['training_set']), len(grown['validation_set'])) == (3, 2)
+    hashes = [frame_hash(frame) for name in ('training_set', 'validation_set') for frame in grown[name].to_ase()]
+    assert sorted(hashes) == sorted(frame_hash(frame) for frame in labels.to_ase())
+    history = learning_history(
+        training_1=start['training'], validation_1=start['validation'], labels_1=labels, calibration_1=window,
+        window_1=orm.Dict(settings), failed_1=orm.Dict({'frame_00002': {'exit_status': 400}}),
+    )  # fmt: skip
+    (record,) = history['iterations']
+    assert record == {
+        'iteration': 1, 'n_training': 2, 'n_validation': 1, 'lo': 0.05, 'hi': 0.25, 'labels_added': 5,
+        'labels_failed': 1, 'calibrated': True, 'calibrated_lo': pytest.approx(0.05),
+        'calibrated_hi': pytest.approx(0.2),
+    }  # fmt: skip

@@ -23,7 +23,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
 
 from ..analysis import active_learning as decisions
-from ..analysis.frames import unique_frames
+from ..analysis.frames import frame_hash, unique_frames
 from ..analysis.plots import force_parity_png, learning_history_png
 from ..data.allegro_potential import AllegroPotentialData
 from ..data.training_set import TrainingSetData, fit_energy_shifts
@@ -79,18 +79,17 @@ def grow_dataset(
 ) -> dict[str, TrainingSetData]:
     """Add newly labelled frames: a seeded ``validation_fraction`` of them to validation, the rest to training.
 
-    Frames already present (structurally identical) are not added twice.
+    Frames already in either set (structurally identical) are not added again, so no frame is in both.
     """
     options = settings.get_dict()
-    frames = labels.to_ase()
+    training, validation = training_set.to_ase(), validation_set.to_ase()
+    known = {frame_hash(frame) for frame in [*training, *validation]}
+    frames = [frame for frame in unique_frames(labels.to_ase()) if frame_hash(frame) not in known]
     order = np.random.default_rng(options['seed']).permutation(len(frames))
-    n_validation = round(options['validation_fraction'] * len(frames))
-    to_validation = set(order[:n_validation].tolist())
-    new_validation = [frame for index, frame in enumerate(frames) if index in to_validation]
-    new_training = [frame for index, frame in enumerate(frames) if index not in to_validation]
+    to_validation = set(order[: round(options['validation_fraction'] * len(frames))].tolist())
     return {
-        'training_set': TrainingSetData(unique_frames([*training_set.to_ase(), *new_training])),
-        'validation_set': TrainingSetData(unique_frames([*validation_set.to_ase(), *new_validation])),
+        'training_set': TrainingSetData([*training, *(f for i, f in enumerate(frames) if i not in to_validation)]),
+        'validation_set': TrainingSetData([*validation, *(f for i, f in enumerate(frames) if i in to_validation)]),
     }
 
 
@@ -364,7 +363,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             protocol=inputs['train']['protocol'],
             overrides=inputs['train']['overrides'],
         )
-        builder.train = dict(committee.items())
+        builder.train = committee._inputs(prune=True)  # the template without its (unset) data inputs
         builder.explore.md.code = md_code
         # a complete MD template; ExploreWorkChain sets temperature (and pressure) per run
         builder.explore.md.parameters = orm.Dict({**inputs['md']['parameters'], 'temperature_K': temperatures[0]})

@@ -84,12 +84,14 @@ def _validate_inputs(inputs: dict, namespace) -> str | None:
     if 'lo' in inputs and 'hi' in inputs and not 0 <= inputs['lo'].value < inputs['hi'].value:
         return f'trust window: need 0 <= lo < hi, got lo={inputs["lo"].value}, hi={inputs["hi"].value}'
     for key in ('temperatures', 'pressures'):
+        if key not in namespace:  # exposed in a parent work chain that sets it
+            continue
         values = inputs[key].get_list() if key in inputs else []
         if key == 'temperatures' and (not values or min(values) <= 0):
             return f'temperatures: give positive temperatures in K, got {values}'
         if key == 'pressures' and any(value is not None and value < 0 for value in values):
             return f'pressures: give pressures >= 0 in GPa (or None for NVT), got {values}'
-    if 'member_0' not in inputs.get('models', {}):
+    if 'models' in namespace and 'member_0' not in inputs.get('models', {}):
         return 'models: member_0 (the model that drives the MD) is required'
     return None
 
