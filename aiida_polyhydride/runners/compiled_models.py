@@ -3,11 +3,13 @@
 Runs wherever a model is used (the AiiDA client for ``AllegroPotentialData.get_calculator``, compute nodes for MD),
 so it imports no aiida. The package's sha256 is checked before anything is compiled; the compiled file is keyed by
 package sha256 + device + the local nequip / nequip-allegro / torch versions (AOTInductor output is specific to
-them), and its own sha256 is checked before it is reused.
+them), and its own sha256 is checked before it is reused. A lock file per entry makes concurrent users of one
+cache compile each model once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -62,12 +64,25 @@ def compiled_model(
     tag = hashlib.sha256(repr(sorted(versions.items())).encode()).hexdigest()[:12]
     directory = Path(cache or cache_directory()) / 'compiled'
     target = directory / f'{sha256[:20]}-{device}-{tag}.nequip.pt2'
-    checksum = target.with_suffix('.sha256')
-    if target.is_file() and checksum.is_file() and file_sha256(target) == checksum.read_text().strip():
+    if _is_cached(target):
         return target
-
     directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix='nequip-compile-', dir=directory) as workdir:
+    # concurrent jobs on one machine (an exploration grid) wait for the first compilation instead of repeating it
+    with open(target.with_suffix('.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _is_cached(target):
+            _compile(package, target, device, data_path)
+    return target
+
+
+def _is_cached(target: Path) -> bool:
+    checksum = target.with_suffix('.sha256')
+    return target.is_file() and checksum.is_file() and file_sha256(target) == checksum.read_text().strip()
+
+
+def _compile(package: str | Path, target: Path, device: str, data_path: str | Path | None) -> None:
+    checksum = target.with_suffix('.sha256')
+    with tempfile.TemporaryDirectory(prefix='nequip-compile-', dir=target.parent) as workdir:
         # AOTInductor writes its kernels to TORCHINDUCTOR_CACHE_DIR and /tmp/aotinductor_*: keep them per job
         environment = {**os.environ, 'TORCHINDUCTOR_CACHE_DIR': str(Path(workdir) / 'inductor'), 'TMPDIR': workdir}
         output = Path(workdir) / target.name
@@ -83,7 +98,6 @@ def compiled_model(
             raise CompilationError(f'nequip-compile failed for {package} on {device} ({result.returncode}):\n{tail}')
         shutil.move(output, target)
     checksum.write_text(file_sha256(target) + '\n')
-    return target
 
 
 def _executable(name: str) -> str:
