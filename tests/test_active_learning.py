@@ -72,9 +72,9 @@ def loop_run(qe_dataset, isolated_energies, tiny_committee, cah4_primitive, mode
 
     _wait(node, 300, training_started)
     time.sleep(5)  # let the members get to the scheduler
-    daemon_client.stop_daemon(wait=True)
+    daemon_client.stop_daemon(wait=True, timeout=180)  # generous: workers finish their current step first
     assert not node.is_terminated
-    daemon_client.start_daemon()
+    daemon_client.start_daemon(timeout=180)
     _wait(node, 1500)
     return node
 
