@@ -67,11 +67,13 @@ def loop_run(qe_dataset, isolated_energies, tiny_committee, cah4_primitive, mode
         daemon_client.start_daemon()
     node = submit(builder)
 
-    def training_started(node):
-        return node.is_terminated or any(child.process_label == 'CommitteeWorkChain' for child in node.called)
+    def training_running(node):
+        """True once every member of iteration 1 is a job in the scheduler: the restart hits a running iteration."""
+        committees = [child for child in node.called if child.process_label == 'CommitteeWorkChain']
+        members = [calc for committee in committees for calc in committee.called]
+        return node.is_terminated or (members and all(calc.get_job_id() is not None for calc in members))
 
-    _wait(node, 300, training_started)
-    time.sleep(5)  # let the members get to the scheduler
+    _wait(node, 600, training_running)
     daemon_client.stop_daemon(wait=True, timeout=180)  # generous: workers finish their current step first
     assert not node.is_terminated
     daemon_client.start_daemon(timeout=180)
