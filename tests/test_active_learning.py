@@ -76,9 +76,20 @@ def loop_run(qe_dataset, isolated_energies, tiny_committee, cah4_primitive, mode
     _wait(node, 600, training_running)
     daemon_client.stop_daemon(wait=True, timeout=180)  # generous: workers finish their current step first
     assert not node.is_terminated
+    _repair_lost_tasks()
     daemon_client.start_daemon(timeout=180)
     _wait(node, 1500)
     return node
+
+
+def _repair_lost_tasks() -> None:
+    """What ``verdi process repair`` does: AiiDA can lose the broker task of a process whose worker is stopped."""
+    from aiida import orm
+    from aiida.engine.processes.control import get_active_processes, get_process_tasks, revive_processes
+    from aiida.manage import get_manager
+
+    lost = set(get_active_processes(project='id')) - set(get_process_tasks(get_manager().get_broker()))
+    revive_processes([orm.load_node(pk) for pk in sorted(lost)])
 
 
 def _called(node, label: str):
