@@ -36,6 +36,7 @@ def aiida_profile(aiida_config, aiida_profile_factory):
         ) as profile:
             aiida_config.set_option('warnings.rabbitmq_version', False, scope=name)
             aiida_config.set_option('runner.poll.interval', 1, scope=name)
+            aiida_config.set_option('daemon.timeout', 30, scope=name)  # stop/start on a loaded 2-core machine
             aiida_config.store()
             yield profile
     finally:

@@ -1,4 +1,4 @@
-"""PNG figures of the surface-melting analysis (matplotlib, Agg backend: no display needed). No aiida import.
+"""PNG figures of the workflows' results: surface melting, active learning (matplotlib Agg: no display). No aiida.
 
 Every function returns the PNG file content as bytes, so a calcfunction can store it as a SinglefileData.
 """
@@ -10,7 +10,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ['plot_density_profiles', 'plot_order_map', 'plot_reaction_map', 'plot_uptake']
+__all__ = [
+    'plot_density_profiles',
+    'plot_force_parity',
+    'plot_learning_history',
+    'plot_order_map',
+    'plot_reaction_map',
+    'plot_uptake',
+]
 
 _DPI = 120
 
@@ -105,4 +112,42 @@ def plot_reaction_map(temperature, pressure, uptake_rate_per_ps, phases: Sequenc
     axes.set_xlabel('temperature (K)')
     axes.set_ylabel('pressure (GPa)')
     axes.margins(0.2)
+    return _png(figure)
+
+
+def plot_learning_history(iterations: Sequence[Mapping]) -> bytes:
+    """Active learning: validation force RMSE (meV/Angstrom) and each system's accurate ratio versus iteration."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9.0, 3.5), layout='constrained')
+    errors, ratios = figure.subplots(1, 2)
+    steps = [record['iteration'] for record in iterations]
+    errors.plot(steps, [record.get('validation_forces_rmse', np.nan) for record in iterations], 'o-')
+    errors.set(xlabel='iteration', ylabel='validation force RMSE (meV/Å)', title='committee error')
+    systems = sorted({system for record in iterations for system in record.get('ratios', {})})
+    for system in systems:
+        values = [record.get('ratios', {}).get(system, {}).get('accurate', np.nan) for record in iterations]
+        ratios.plot(steps, values, 'o-', label=system)
+    ratios.set(xlabel='iteration', ylabel='accurate ratio', ylim=(-0.05, 1.05), title='exploration')
+    if systems:
+        ratios.legend(fontsize='small')
+    for axes in (errors, ratios):
+        axes.set_xticks(steps)
+    return _png(figure)
+
+
+def plot_force_parity(reference, predicted) -> bytes:
+    """Model versus reference force components (eV/Angstrom), with the RMSE in the title."""
+    reference, predicted = np.ravel(reference), np.ravel(predicted)
+    if reference.shape != predicted.shape or not len(reference):
+        raise ValueError(
+            f'plot_force_parity: need two equal non-empty arrays, got {reference.shape}, {predicted.shape}'
+        )
+    figure, axes = _figure(4.0, 4.0)
+    axes.plot(reference, predicted, '.', markersize=3, alpha=0.6)
+    limits = [min(reference.min(), predicted.min()), max(reference.max(), predicted.max())]
+    axes.plot(limits, limits, 'k--', linewidth=0.8)
+    rmse = float(np.sqrt(np.mean((predicted - reference) ** 2)))
+    axes.set(xlabel='DFT force (eV/Å)', ylabel='model force (eV/Å)', title=f'force RMSE {1000 * rmse:.0f} meV/Å')
+    axes.set_aspect('equal')
     return _png(figure)

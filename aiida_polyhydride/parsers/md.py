@@ -47,7 +47,7 @@ class MDParser(Parser):
 
 
 def trajectory_node(frames) -> orm.TrajectoryData:
-    """TrajectoryData of the dumped frames: positions, cells, steps, times (fs), energies and the info arrays."""
+    """TrajectoryData of the dumped frames: positions, cells, steps, times (fs), energies, forces, info arrays."""
     trajectory = orm.TrajectoryData()
     trajectory.set_trajectory(
         symbols=frames[0].get_chemical_symbols(),
@@ -57,6 +57,8 @@ def trajectory_node(frames) -> orm.TrajectoryData:
         times=np.array([frame.info['time_fs'] for frame in frames], dtype=float),
     )
     trajectory.set_array('energies', np.array([frame.get_potential_energy() for frame in frames]))
+    # the driving model's forces: with DFT labels of the same frames they give its true error (calibration)
+    trajectory.set_array('forces', np.array([frame.get_forces() for frame in frames]))
     for key in FRAME_ARRAYS:
         trajectory.set_array(key, np.array([frame.info.get(key, np.nan) for frame in frames], dtype=float))
     return trajectory

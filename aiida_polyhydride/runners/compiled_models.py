@@ -3,11 +3,13 @@
 Runs wherever a model is used (the AiiDA client for ``AllegroPotentialData.get_calculator``, compute nodes for MD),
 so it imports no aiida. The package's sha256 is checked before anything is compiled; the compiled file is keyed by
 package sha256 + device + the local nequip / nequip-allegro / torch versions (AOTInductor output is specific to
-them), and its own sha256 is checked before it is reused.
+them), and its own sha256 is checked before it is reused. A lock file per entry makes concurrent users of one
+cache compile each model once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -65,12 +67,24 @@ def compiled_model(
     directory = Path(cache or cache_directory()) / 'compiled'
     suffix = '' if target == 'ase' else f'-{target}'  # ASE files keep their original cache names
     compiled = directory / f'{sha256[:20]}-{device}{suffix}-{tag}.nequip.pt2'
-    checksum = compiled.with_suffix('.sha256')
-    if compiled.is_file() and checksum.is_file() and file_sha256(compiled) == checksum.read_text().strip():
+    if _is_cached(compiled):
         return compiled
-
     directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix='nequip-compile-', dir=directory) as workdir:
+    # concurrent jobs on one machine (an exploration grid) wait for the first compilation instead of repeating it
+    with open(compiled.with_suffix('.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _is_cached(compiled):
+            _compile(package, compiled, device, target, data_path)
+    return compiled
+
+
+def _is_cached(compiled: Path) -> bool:
+    checksum = compiled.with_suffix('.sha256')
+    return compiled.is_file() and checksum.is_file() and file_sha256(compiled) == checksum.read_text().strip()
+
+
+def _compile(package: str | Path, compiled: Path, device: str, target: str, data_path: str | Path | None) -> None:
+    with tempfile.TemporaryDirectory(prefix='nequip-compile-', dir=compiled.parent) as workdir:
         # AOTInductor writes its kernels to TORCHINDUCTOR_CACHE_DIR and /tmp/aotinductor_*: keep them per job
         environment = {**os.environ, 'TORCHINDUCTOR_CACHE_DIR': str(Path(workdir) / 'inductor'), 'TMPDIR': workdir}
         output = Path(workdir) / compiled.name
@@ -85,8 +99,7 @@ def compiled_model(
             tail = '\n'.join((result.stdout + result.stderr).splitlines()[-20:])
             raise CompilationError(f'nequip-compile failed for {package} on {device} ({result.returncode}):\n{tail}')
         shutil.move(output, compiled)
-    checksum.write_text(file_sha256(compiled) + '\n')
-    return compiled
+    compiled.with_suffix('.sha256').write_text(file_sha256(compiled) + '\n')
 
 
 def _executable(name: str) -> str:

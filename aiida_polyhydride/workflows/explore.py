@@ -33,14 +33,20 @@ def select_frames(settings: orm.Dict, **runs: orm.Data) -> dict[str, orm.Data]:
     temperature_K, pressure_GPa) per MD run. ``settings``: lo, hi (eV/A), max_per_system, max_total,
     duplicate_tolerance, r_max (descriptor cutoff, Angstrom), iteration. Returns ``candidates`` (unlabelled
     TrainingSetData; absent when nothing was selected) and ``ratios`` ({system: accurate/candidate/failed, n_frames}).
+    Candidates carry ``sigma_f`` and ``candidate_index`` in their info and the driving model's forces as the
+    per-atom array ``model_forces`` (for the trust-window calibration once they are labelled).
     """
     options = settings.get_dict()
     indices = sorted(int(key.split('_')[1]) for key in runs if key.startswith('trajectory_'))
     frames, sigma, systems, origins = [], [], [], []
     for index in indices:
         trajectory, conditions = runs[f'trajectory_{index}'], runs[f'conditions_{index}'].get_dict()
+        model_forces = trajectory.get_array('forces') if 'forces' in trajectory.get_arraynames() else None
         for step in range(trajectory.numsteps):
-            frames.append(trajectory.get_step_structure(step).get_ase())
+            frame = trajectory.get_step_structure(step).get_ase()
+            if model_forces is not None:
+                frame.arrays['model_forces'] = model_forces[step]
+            frames.append(frame)
             sigma.append(trajectory.get_array('sigma_f')[step])
             systems.append(conditions['system'])
             origins.append(conditions)
@@ -57,10 +63,11 @@ def select_frames(settings: orm.Dict, **runs: orm.Data) -> dict[str, orm.Data]:
     outputs: dict[str, orm.Data] = {'ratios': orm.Dict(ratios)}
     if len(selected):
         picked = []
-        for index in selected:
+        for candidate_index, index in enumerate(selected):
             frame, origin = frames[index], origins[index]
             frame.info.update(
                 {
+                    'candidate_index': candidate_index,  # kept through labelling: pairs a label with its frame
                     'origin_builder': 'explore',
                     'origin_iteration': options.get('iteration', 0),
                     'origin_system': origin['system'],
@@ -79,12 +86,14 @@ def _validate_inputs(inputs: dict, namespace) -> str | None:
     if 'lo' in inputs and 'hi' in inputs and not 0 <= inputs['lo'].value < inputs['hi'].value:
         return f'trust window: need 0 <= lo < hi, got lo={inputs["lo"].value}, hi={inputs["hi"].value}'
     for key in ('temperatures', 'pressures'):
+        if key not in namespace:  # exposed in a parent work chain that sets it
+            continue
         values = inputs[key].get_list() if key in inputs else []
         if key == 'temperatures' and (not values or min(values) <= 0):
             return f'temperatures: give positive temperatures in K, got {values}'
         if key == 'pressures' and any(value is not None and value < 0 for value in values):
             return f'pressures: give pressures >= 0 in GPa (or None for NVT), got {values}'
-    if 'member_0' not in inputs.get('models', {}):
+    if 'models' in namespace and 'member_0' not in inputs.get('models', {}):
         return 'models: member_0 (the model that drives the MD) is required'
     return None
 
@@ -119,6 +128,9 @@ class ExploreWorkChain(WorkChain):
                     help='Selected frames (unlabelled), ready for LabelWorkChain.')
         spec.output('ratios', valid_type=orm.Dict, help='Per system: accurate/candidate/failed fractions.')
         spec.output('failed_runs', valid_type=orm.Dict, help='MD runs that did not finish OK: pk, exit status.')
+        spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
+                              help='The trajectory of each MD run, md_<i> (see `conditions`).')
+        spec.output('conditions', valid_type=orm.Dict, help='md_<i> -> system, temperature_K, pressure_GPa.')
         spec.exit_code(401, 'ERROR_NO_FRAMES', message='No MD run produced any frame: {failed}')
         # fmt: on
 
@@ -160,6 +172,13 @@ class ExploreWorkChain(WorkChain):
                 runs[f'trajectory_{index}'] = node.outputs.trajectory
                 runs[f'conditions_{index}'] = orm.Dict(self.ctx[f'conditions_{index}'])
         self.out('failed_runs', orm.Dict(failed).store())
+        self.out(
+            'trajectories', {f'md_{key.split("_")[1]}': node for key, node in runs.items() if key.startswith('traj')}
+        )
+        conditions = {
+            f'md_{key.split("_")[1]}': node.get_dict() for key, node in runs.items() if key.startswith('cond')
+        }
+        self.out('conditions', orm.Dict(conditions).store())
         if not runs:
             return self.exit_codes.ERROR_NO_FRAMES.format(failed=failed)
         settings = orm.Dict(

@@ -104,21 +104,27 @@ class CommitteeWorkChain(ProtocolMixin, WorkChain):
     def get_builder_from_protocol(
         cls,
         code: orm.AbstractCode,
-        training_set: TrainingSetData,
-        energy_shifts: orm.Dict,
+        training_set: TrainingSetData | None,
+        energy_shifts: orm.Dict | None,
         validation_set: TrainingSetData | None = None,
         protocol: str | None = None,
         overrides: dict[str, Any] | None = None,
         parent_models: dict[str, AllegroPotentialData] | None = None,
     ):
-        """Builder for a committee on ``training_set``; protocol tiny / cpu / gpu (protocols/train.yaml)."""
+        """Builder for a committee on ``training_set``; protocol tiny / cpu / gpu (protocols/train.yaml).
+
+        ``training_set`` and ``energy_shifts`` may be None for a template whose data a parent work chain sets.
+        """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
         builder.train.code = code
-        builder.train.training_set = training_set
-        if validation_set is not None:
-            builder.train.validation_set = validation_set
-        builder.train.energy_shifts = energy_shifts
+        for key, value in (
+            ('training_set', training_set),
+            ('validation_set', validation_set),
+            ('energy_shifts', energy_shifts),
+        ):
+            if value is not None:
+                builder.train[key] = value
         hyperparameters = validate_hyperparameters(inputs['hyperparameters'], preset=inputs['preset'])
         builder.train.hyperparameters = orm.Dict(hyperparameters)
         builder.train.metadata.options = recursive_merge(dict(builder.train.metadata.options), inputs['options'])
