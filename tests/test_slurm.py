@@ -306,6 +306,46 @@ def test_md_through_slurm_cancelled_then_continued(
     assert steps[: len(dumped)] == dumped  # the trajectory before the cancel is kept, then continued
 
 
+def signal_job_while_compiling(workdir: Path) -> tuple[dict, int]:
+    """Run the MD runner in ``workdir`` with an empty model cache and SIGTERM its whole process group, as SLURM
+    signals every process of a cancelled job, once it has started compiling; return result.json and its exit code."""
+    import json
+    import signal
+
+    environment = {**os.environ, 'AIIDA_POLYHYDRIDE_CACHE': str(workdir / 'empty_cache')}
+    with (workdir / 'md.log').open('w') as log:
+        process = subprocess.Popen(
+            [sys.executable, '-m', 'aiida_polyhydride.runners.md'],
+            cwd=workdir, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        children = Path(f'/proc/{process.pid}/task/{process.pid}/children')
+        wait_for(lambda: children.read_text().split(), 600, 'the runner started nequip-compile')
+        os.killpg(process.pid, signal.SIGTERM)
+        returncode = process.wait(timeout=300)
+    return json.loads((workdir / 'result.json').read_text()), returncode
+
+
+def test_md_cancelled_while_compiling_is_interrupted_not_an_error(tiny_committee, cah4_primitive, tmp_path):
+    """A job cancelled (or out of walltime) before the MD starts: the compilation dies with the job, and the runner
+    says 'interrupted' (exit 330 of MDCalculation: run it again), not an input error."""
+    import json
+
+    from aiida_polyhydride.runners.md import EXIT_CODES, FILES
+
+    model = tiny_committee.outputs.models['member_0']
+    model.export(tmp_path / 'member_0.nequip.zip')
+    cah4_primitive.write(tmp_path / FILES['structure'], format='extxyz')
+    parameters = {'ensemble': 'nvt', 'temperature_K': 1000, 'timestep_fs': 0.5, 'n_steps': 10}
+    parameters.update(models=[{'file': 'member_0.nequip.zip', 'sha256': model.sha256}], structure=FILES['structure'])
+    (tmp_path / FILES['input_json']).write_text(json.dumps(parameters))
+
+    result, returncode = signal_job_while_compiling(tmp_path)
+    assert result['status'] == 'interrupted', result
+    assert result['reason'].startswith('SIGTERM received before the MD started (nequip-compile failed')
+    assert result['n_steps_done'] == 0
+    assert returncode == EXIT_CODES['interrupted']
+
+
 @pytest.mark.parametrize(
     ('content', 'message'),
     [
