@@ -276,7 +276,7 @@ def test_md_through_slurm_cancelled_then_continued(
     parameters = {'ensemble': 'nvt', 'temperature_K': 1000, 'timestep_fs': 0.5, 'n_steps': 10_000_000, 'dump_every': 10}
     builder.parameters = orm.Dict(parameters)
     builder.metadata.options.environment_variables = {'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)}
-    builder.metadata.options.max_wallclock_seconds = 1200
+    builder.metadata.options.max_wallclock_seconds = 3600  # beyond the wait below: SLURM must not end it first
     calculation = submit(builder)
 
     # cancelled once the MD steps (a checkpoint exists); the job first compiles the models unless an earlier MD test
