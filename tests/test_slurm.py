@@ -268,16 +268,21 @@ def test_md_through_slurm_cancelled_then_continued(
 
     from aiida_polyhydride.calculations.md import MDCalculation
 
-    builder = MDCalculation.get_builder()
-    builder.code = orm.load_code(f'python@{SLURM_LABEL}')
-    builder.structure = orm.StructureData(ase=cah4_primitive * (2, 2, 1))
-    builder.models = dict(tiny_committee.outputs.models)
+    structure = orm.StructureData(ase=cah4_primitive * (2, 2, 1))
+
+    def md_builder(parameters: dict):
+        builder = MDCalculation.get_builder()
+        builder.code = orm.load_code(f'python@{SLURM_LABEL}')
+        builder.structure = structure
+        builder.models = dict(tiny_committee.outputs.models)
+        builder.parameters = orm.Dict(parameters)
+        builder.metadata.options.environment_variables = {'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)}
+        builder.metadata.options.max_wallclock_seconds = 3600  # beyond the wait below: SLURM must not end it first
+        return builder
+
     # far more steps than it gets: the job is still running when it is cancelled
     parameters = {'ensemble': 'nvt', 'temperature_K': 1000, 'timestep_fs': 0.5, 'n_steps': 10_000_000, 'dump_every': 10}
-    builder.parameters = orm.Dict(parameters)
-    builder.metadata.options.environment_variables = {'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)}
-    builder.metadata.options.max_wallclock_seconds = 3600  # beyond the wait below: SLURM must not end it first
-    calculation = submit(builder)
+    calculation = submit(md_builder(parameters))
 
     # cancelled once the MD steps (a checkpoint exists); the job first compiles the models unless an earlier MD test
     # of the session left them in model_cache, minutes on a busy machine
@@ -293,10 +298,9 @@ def test_md_through_slurm_cancelled_then_continued(
     dumped = list(calculation.outputs.trajectory.get_stepids())
     assert dumped[0] == 0 and len(dumped) >= 2
 
-    restart = calculation.get_builder_restart()
-    restart.parent_folder = calculation.outputs.remote_folder
     target = (steps_done // 10 + 3) * 10  # a dump step, 20 to 30 steps on
-    restart.parameters = orm.Dict({**parameters, 'n_steps': target})
+    restart = md_builder({**parameters, 'n_steps': target})
+    restart.parent_folder = calculation.outputs.remote_folder
     continued = run_in_daemon(restart, timeout=600)
     assert continued.is_finished_ok, f'{continued.exit_status}: {continued.exit_message}'
     assert continued.computer.label == SLURM_LABEL
