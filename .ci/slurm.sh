@@ -5,7 +5,8 @@
 # are installed where missing, a munge key is created where absent, munged, slurmctld and slurmd are started by hand
 # (no systemd), and the script waits until the node is idle.
 #
-# The configuration goes to /etc/slurm/slurm.conf, the file Debian's SLURM commands read by default, so sbatch/squeue
+# The configuration is docker/slurm.conf.template (shared with the compose stack's slurm container), rendered for
+# node localhost into /etc/slurm/slurm.conf, the file Debian's SLURM commands read by default, so sbatch/squeue
 # called by the AiiDA daemon need no SLURM_CONF in its environment. A slurm.conf this script did not write is never
 # overwritten. State, spool, pid and log files live under $POLYHYDRIDE_SLURM_DIR (default /var/lib/polyhydride-slurm);
 # removing that directory after stopping the daemons gives a cluster from scratch on the next run.
@@ -15,7 +16,9 @@ sudo=""
 
 SLURM_DIR=${POLYHYDRIDE_SLURM_DIR:-/var/lib/polyhydride-slurm}
 CONF=/etc/slurm/slurm.conf
-MARKER='# Written by aiida-polyhydride .ci/slurm.sh'
+TEMPLATE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/docker/slurm.conf.template"
+# the first line of every slurm.conf rendered from the template (and of those earlier versions of this script wrote)
+MARKER='# Written by aiida-polyhydride'
 NODE=localhost
 WAIT_S=${POLYHYDRIDE_SLURM_WAIT:-60}
 
@@ -52,7 +55,7 @@ need=()
 for program in slurmctld slurmd sinfo; do command -v $program >/dev/null || need+=(slurm-wlm); done
 command -v munged >/dev/null || need+=(munge)
 if [ ${#need[@]} -gt 0 ]; then
-    need=($(printf '%s\n' "${need[@]}" | sort -u))
+    mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     log "installing ${need[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -91,44 +94,13 @@ real_memory=$((mem_mb * 9 / 10)) # leave room for the OS, PostgreSQL and RabbitM
 for sub in state spool run log; do $sudo mkdir -p "$SLURM_DIR/$sub"; done
 $sudo chmod 0755 "$SLURM_DIR"
 
-new_conf=$(
-    cat <<CONF
-$MARKER: single-node cluster on localhost for tests and demos.
-# Regenerated on every run that finds no healthy node; edit the script, not this file.
-ClusterName=polyhydride
-SlurmctldHost=localhost
-SlurmUser=root
-SlurmdUser=root
-SlurmctldPort=6817
-SlurmdPort=6818
-AuthType=auth/munge
-CredType=cred/munge
-StateSaveLocation=$SLURM_DIR/state
-SlurmdSpoolDir=$SLURM_DIR/spool
-SlurmctldPidFile=$SLURM_DIR/run/slurmctld.pid
-SlurmdPidFile=$SLURM_DIR/run/slurmd.pid
-SlurmctldLogFile=$SLURM_DIR/log/slurmctld.log
-SlurmdLogFile=$SLURM_DIR/log/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-# No cgroups (containers, CI): processes are tracked through /proc, tasks are not bound.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SchedulerType=sched/backfill
-MpiDefault=none
-ReturnToService=2
-# The node has what is written here, even if the hardware reports another topology: never drained for it.
-SlurmdParameters=config_overrides
-# Seconds, not minutes: a finished or cancelled job leaves squeue quickly.
-MinJobAge=30
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_memory State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
-CONF
-)
+# Regenerated on every run that finds no healthy node; edit the template, not the file.
+new_conf=$(sed -e "s|@NODE@|$NODE|g" -e 's|@NODE_ADDR@|127.0.0.1|g' -e "s|@STATE_DIR@|$SLURM_DIR|g" \
+    -e "s|@RUN_DIR@|$SLURM_DIR/run|g" -e "s|@CPUS@|$cpus|g" -e "s|@REAL_MEMORY_MB@|$real_memory|g" \
+    -e 's|@PARTITION@|debug|g' "$TEMPLATE")
+if grep -q '@[A-Z_]*@' <<<"$new_conf"; then
+    fail "$TEMPLATE has placeholders this script does not fill: $(grep -o '@[A-Z_]*@' <<<"$new_conf" | sort -u | xargs)"
+fi
 
 conf_changed=0
 if $sudo test -f "$CONF" && ! $sudo grep -qF "$MARKER" "$CONF"; then
@@ -157,12 +129,12 @@ if [ "$conf_changed" -eq 1 ]; then
 fi
 if ! alive "$SLURM_DIR/run/slurmctld.pid"; then
     log "starting slurmctld"
-    $sudo slurmctld || fail "slurmctld did not start"
+    $sudo slurmctld -L "$SLURM_DIR/log/slurmctld.log" || fail "slurmctld did not start"
 fi
 if ! alive "$SLURM_DIR/run/slurmd.pid"; then
     log "starting slurmd"
     # -N: this machine's hostname need not be `localhost`, the node name in slurm.conf.
-    $sudo slurmd -N "$NODE" || fail "slurmd did not start"
+    $sudo slurmd -N "$NODE" -L "$SLURM_DIR/log/slurmd.log" || fail "slurmd did not start"
 fi
 
 resumed=0
@@ -173,7 +145,7 @@ for _ in $(seq $((WAIT_S * 2))); do
             log "node $NODE is $state"
             exit 0
             ;;
-        down* | drain* | drained*)
+        down* | drain*)
             if [ "$resumed" -eq 0 ]; then
                 log "node $NODE is $state: resuming it"
                 $sudo scontrol update nodename="$NODE" state=resume || true

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The `slurm` service of docker/compose.yaml: a one-node SLURM cluster in this container (munged, slurmctld, slurmd),
-# the same set-up as .ci/slurm.sh (no cgroups, no accounting, processes tracked through /proc), run in the foreground.
+# run in the foreground. Its slurm.conf is docker/slurm.conf.template, the one .ci/slurm.sh renders for the test
+# machine (no cgroups, no accounting, processes tracked through /proc), rendered here for this container.
 #
 # Shared with the `aiida` container through volumes (paths fixed in compose.yaml):
 #   /etc/slurm/slurm.conf  written here on every start; the aiida container's sbatch/squeue/scancel read it
@@ -27,6 +28,7 @@ WAIT_S=${POLYHYDRIDE_SLURM_WAIT_S:-60}
 
 STATE_DIR=/var/lib/polyhydride-slurm
 CONF=/etc/slurm/slurm.conf
+TEMPLATE=/usr/local/share/aiida-polyhydride/slurm.conf.template # copied there by the Dockerfile
 
 log() { echo "slurm-entrypoint: $*"; }
 fail() {
@@ -60,37 +62,13 @@ install -d -o "$JOB_USER" -g "$(id -gn "$JOB_USER")" "$SCRATCH"
 chown "$JOB_USER:$(id -gn "$JOB_USER")" "$SCRATCH"
 
 mkdir -p "$(dirname "$CONF")"
-cat >"$CONF.tmp" <<CONF
-# Written by docker/slurm-entrypoint.sh on every start of the slurm container: edit the script, not this file.
-ClusterName=polyhydride
-SlurmctldHost=$NODE
-SlurmUser=root
-SlurmdUser=root
-SlurmctldPort=6817
-SlurmdPort=6818
-AuthType=auth/munge
-CredType=cred/munge
-StateSaveLocation=$STATE_DIR/state
-SlurmdSpoolDir=$STATE_DIR/spool
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
-SlurmctldDebug=info
-SlurmdDebug=info
-# No cgroups in a container: processes are tracked through /proc, tasks are not bound.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SchedulerType=sched/backfill
-MpiDefault=none
-ReturnToService=2
-SlurmdParameters=config_overrides
-MinJobAge=30
-NodeName=$NODE CPUs=$CPUS RealMemory=$REAL_MEMORY_MB State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
-CONF
+# pid files in /run: a new container never finds stale ones of an earlier container
+sed -e "s|@NODE@|$NODE|g" -e "s|@NODE_ADDR@|$NODE|g" -e "s|@STATE_DIR@|$STATE_DIR|g" -e 's|@RUN_DIR@|/run|g' \
+    -e "s|@CPUS@|$CPUS|g" -e "s|@REAL_MEMORY_MB@|$REAL_MEMORY_MB|g" -e "s|@PARTITION@|$PARTITION|g" \
+    "$TEMPLATE" >"$CONF.tmp"
+if grep -q '@[A-Z_]*@' "$CONF.tmp"; then
+    fail "$TEMPLATE has placeholders this script does not fill: $(grep -o '@[A-Z_]*@' "$CONF.tmp" | sort -u | xargs)"
+fi
 # atomic: the aiida container never reads half a file
 mv "$CONF.tmp" "$CONF"
 chmod 0644 "$CONF"

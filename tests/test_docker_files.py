@@ -24,6 +24,9 @@ DOCKERFILE = DOCKER / 'Dockerfile'
 COMPOSE = DOCKER / 'compose.yaml'
 COMPUTER_YAML = DOCKER / 'computer-slurm.yaml'
 SCRIPTS = sorted(DOCKER.glob('*.sh'))
+SLURM_CONF_TEMPLATE = DOCKER / 'slurm.conf.template'
+#: the scripts that write a slurm.conf: the test machine's cluster and the compose stack's slurm container
+SLURM_CONF_RENDERERS = (ROOT / '.ci' / 'slurm.sh', DOCKER / 'slurm-entrypoint.sh')
 SERVICES = ('postgres', 'rabbitmq', 'slurm', 'aiida')
 # variables every shell has; an entrypoint may read them without compose setting them
 STANDARD_VARIABLES = {'HOME', 'PATH', 'USER', 'HOSTNAME', 'PWD', 'SHELL'}
@@ -328,12 +331,11 @@ def test_computer_yaml_is_valid_and_matches_the_image():
     assert executables['python'] == f'{venv}/bin/python'
 
 
-def test_compose_runs_what_the_image_holds(compose):
-    """The entrypoints and the computer YAML that compose names are where the Dockerfile copies them."""
-    instructions = dockerfile_instructions()
-    copied = {}  # path in the image -> source
+def image_files() -> dict[str, str]:
+    """Path in the image -> repository path of each file the Dockerfile copies."""
+    copied = {}
     workdir = '/'
-    for instruction, argument in instructions:
+    for instruction, argument in dockerfile_instructions():
         if instruction == 'WORKDIR':
             workdir = argument
         elif instruction == 'COPY':
@@ -341,9 +343,53 @@ def test_compose_runs_what_the_image_holds(compose):
             for source in sources:
                 base = PurePosixPath(workdir) / target
                 copied[str(base / Path(source).name if target.endswith('/') else base)] = source
+    return copied
+
+
+def test_compose_runs_what_the_image_holds(compose):
+    """The entrypoints and the computer YAML that compose names are where the Dockerfile copies them."""
+    instructions = dockerfile_instructions()
+    copied = image_files()
     for name in ('slurm', 'aiida'):
         command = compose['services'][name]['command'][0]
         assert copied.get(command, '').startswith('docker/'), f'{name}: {command} is not copied into the image'
     yaml_path = service_environment(compose['services']['aiida'])['POLYHYDRIDE_COMPUTER_YAML']
     assert copied.get(yaml_path) == f'docker/{COMPUTER_YAML.name}'
     assert instructions[-1] == ('CMD', '["/usr/local/bin/aiida-entrypoint.sh"]')
+
+
+# --- slurm.conf --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('script', SLURM_CONF_RENDERERS, ids=lambda path: path.name)
+def test_slurm_conf_has_one_source(script):
+    """Both clusters' slurm.conf is the template, with every placeholder filled; no script holds a copy of it."""
+    placeholders = set(re.findall(r'@([A-Z_]+)@', SLURM_CONF_TEMPLATE.read_text()))
+    assert {'NODE', 'CPUS', 'PARTITION'} <= placeholders
+    text = script.read_text()
+    assert 'slurm.conf.template' in text
+    assert set(re.findall(r's\|@([A-Z_]+)@\|', text)) == placeholders
+    for key in ('ProctrackType=', 'SelectType=', 'NodeName=', 'PartitionName='):
+        assert key not in text, f'{script.name} writes {key} itself: edit {SLURM_CONF_TEMPLATE.name} instead'
+
+
+def test_slurm_conf_template_is_in_the_image():
+    text = (DOCKER / 'slurm-entrypoint.sh').read_text()
+    path = re.search(r'^TEMPLATE=(\S+)', text, flags=re.MULTILINE).group(1)
+    assert image_files().get(path) == f'docker/{SLURM_CONF_TEMPLATE.name}'
+    assert not dockerignore_excludes(f'docker/{SLURM_CONF_TEMPLATE.name}')
+
+
+def test_slurm_conf_template_renders_for_the_compose_stack(compose):
+    """Rendered with the slurm service's partition: the node and partition lines SLURM reads, and the first line that
+    tells .ci/slurm.sh it may rewrite the file."""
+    partition = service_environment(compose['services']['slurm'])['POLYHYDRIDE_PARTITION']
+    values = {'NODE': 'slurm', 'NODE_ADDR': 'slurm', 'STATE_DIR': '/var/lib/polyhydride-slurm', 'RUN_DIR': '/run'}
+    values.update({'CPUS': '4', 'REAL_MEMORY_MB': '7000', 'PARTITION': partition})
+    rendered = re.sub(r'@([A-Z_]+)@', lambda match: values[match.group(1)], SLURM_CONF_TEMPLATE.read_text())
+    settings = dict(line.split('=', 1) for line in rendered.splitlines() if line and not line.startswith('#'))
+    assert settings['SlurmctldHost'] == 'slurm'
+    assert settings['NodeName'].split()[0] == 'slurm'
+    assert settings['PartitionName'].startswith(f'{partition} Nodes=slurm ')
+    marker = re.search(r"^MARKER='([^']+)'", (ROOT / '.ci' / 'slurm.sh').read_text(), flags=re.MULTILINE).group(1)
+    assert rendered.startswith(marker)

@@ -180,6 +180,176 @@ def test_scancel_of_a_running_job(slurm_setup, started_daemon_client, cah4_primi
     assert squeue_state(job_id) == ''
 
 
+def cancel_running_job(calculation, ready, what: str, timeout: float = 300) -> str:
+    """scancel the SLURM job of ``calculation`` once it runs and ``ready(remote workdir)`` holds (within ``timeout``
+    seconds); returns the job id."""
+    job_id = wait_for(calculation.get_job_id, 180, f'{calculation.process_label}<{calculation.pk}> job id recorded')
+    wait_for(lambda: squeue_state(job_id) == 'RUNNING', 180, f'SLURM job {job_id} running')
+    workdir = Path(calculation.get_remote_workdir())
+    wait_for(lambda: ready(workdir), timeout, f'SLURM job {job_id}: {what}')
+    assert squeue_state(job_id) == 'RUNNING'
+    subprocess.run(['scancel', job_id], check=True)
+    return job_id
+
+
+def assert_cancelled(calculation, job_id: str) -> None:
+    """The job was cancelled by SLURM (scheduler stderr) and the CalcJob finished: neither excepted nor killed."""
+    from aiida.engine import ProcessState
+
+    assert calculation.process_state == ProcessState.FINISHED, calculation.process_state
+    stderr = calculation.outputs.retrieved.base.repository.get_object_content('_scheduler-stderr.txt')
+    assert f'JOB {job_id} ON localhost CANCELLED AT' in stderr
+    assert squeue_state(job_id) == ''
+
+
+def test_training_through_slurm_cancelled_then_resumed(
+    slurm_setup, started_daemon_client, run_in_daemon, qe_dataset, isolated_energies
+):
+    """A committee member trains through SLURM with the protocol's job options; scancel while it trains ends it with
+    ERROR_INTERRUPTED, the learning curve so far as output and the checkpoint in its remote folder; a resubmission
+    from that folder continues the same training and finishes OK through SLURM."""
+    from aiida import orm
+    from aiida.engine import submit
+
+    from aiida_polyhydride.calculations.allegro_train import AllegroTrainCalculation
+    from aiida_polyhydride.workflows.train import CommitteeWorkChain
+
+    builder = CommitteeWorkChain.get_builder_from_protocol(
+        orm.load_code(f'python@{SLURM_LABEL}'),
+        qe_dataset['training'],
+        isolated_energies,
+        qe_dataset['validation'],
+        protocol='tiny',
+        # far more epochs than it gets: the job is still training when it is cancelled
+        overrides={'committee_size': 1, 'hyperparameters': {'max_epochs': 100000}},
+    )
+    node = submit(builder)
+    calculation = wait_for(lambda: next(iter(node.called), None), 120, 'AllegroTrainCalculation launched')
+    assert calculation.get_option('queue_name') == 'debug'  # the computer's default partition
+    assert not calculation.get_option('custom_scheduler_commands')  # the tiny preset trains on CPU: no gres
+
+    # cancelled once an epoch is checkpointed
+    job_id = cancel_running_job(
+        calculation, lambda workdir: (workdir / 'checkpoints' / 'last.ckpt').is_file(), 'first checkpoint written'
+    )
+    wait_for(lambda: node.is_terminated, 300, f'CommitteeWorkChain<{node.pk}> terminated after scancel')
+    assert_cancelled(calculation, job_id)
+    assert calculation.exit_status == AllegroTrainCalculation.exit_codes.ERROR_INTERRUPTED.status, report(node)
+    assert 'model' not in calculation.outputs
+    epochs_before = calculation.outputs.learning_curve.get_array('epoch')
+    assert len(epochs_before) >= 1
+    remote = Path(calculation.outputs.remote_folder.get_remote_path())
+    assert (remote / 'checkpoints' / 'last.ckpt').is_file()
+    assert node.exit_status == CommitteeWorkChain.exit_codes.ERROR_ALL_MEMBERS_FAILED.status, report(node)
+
+    restart = calculation.get_builder_restart()
+    restart.parent_folder = calculation.outputs.remote_folder
+    restart.hyperparameters = orm.Dict(
+        {**calculation.inputs.hyperparameters.get_dict(), 'max_epochs': int(epochs_before[-1]) + 2}
+    )
+    resumed = run_in_daemon(restart, timeout=600)
+    assert resumed.is_finished_ok, f'{resumed.exit_status}: {resumed.exit_message}'
+    assert resumed.computer.label == SLURM_LABEL
+    assert resumed.get_scheduler_state().value == 'done'
+    assert '"resumed": true' in resumed.outputs.retrieved.base.repository.get_object_content('result.json')
+    assert resumed.outputs.model.type_names == ['Ca', 'H']
+    epochs = resumed.outputs.learning_curve.get_array('epoch')
+    assert epochs[-1] == epochs_before[-1] + 1  # one more epoch than before the cancel, none lost or repeated
+    assert list(epochs) == sorted(set(epochs))
+
+
+def test_md_through_slurm_cancelled_then_continued(
+    slurm_setup, started_daemon_client, run_in_daemon, tiny_committee, cah4_primitive, model_cache
+):
+    """MD through SLURM: scancel while it runs makes the runner checkpoint (SIGTERM, then SLURM's KillWait) and the
+    CalcJob ends with ERROR_INTERRUPTED and the trajectory so far; continued from its remote folder it finishes OK."""
+    from aiida import orm
+    from aiida.engine import submit
+
+    from aiida_polyhydride.calculations.md import MDCalculation
+
+    structure = orm.StructureData(ase=cah4_primitive * (2, 2, 1))
+
+    def md_builder(parameters: dict):
+        builder = MDCalculation.get_builder()
+        builder.code = orm.load_code(f'python@{SLURM_LABEL}')
+        builder.structure = structure
+        builder.models = dict(tiny_committee.outputs.models)
+        builder.parameters = orm.Dict(parameters)
+        builder.metadata.options.environment_variables = {'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)}
+        builder.metadata.options.max_wallclock_seconds = 3600  # beyond the wait below: SLURM must not end it first
+        return builder
+
+    # far more steps than it gets: the job is still running when it is cancelled
+    parameters = {'ensemble': 'nvt', 'temperature_K': 1000, 'timestep_fs': 0.5, 'n_steps': 10_000_000, 'dump_every': 10}
+    calculation = submit(md_builder(parameters))
+
+    # cancelled once the MD steps (a checkpoint exists); the job first compiles the models unless an earlier MD test
+    # of the session left them in model_cache, minutes on a busy machine
+    job_id = cancel_running_job(
+        calculation, lambda workdir: (workdir / 'checkpoint.json').is_file(), 'MD stepping', timeout=1500
+    )
+    wait_for(lambda: calculation.is_terminated, 300, f'MDCalculation<{calculation.pk}> terminated after scancel')
+    assert_cancelled(calculation, job_id)
+    assert calculation.exit_status == MDCalculation.exit_codes.ERROR_INTERRUPTED.status, calculation.exit_message
+    assert 'SIGTERM' in calculation.outputs.result['reason']
+    steps_done = calculation.outputs.result['n_steps_done']
+    assert 0 < steps_done < parameters['n_steps']
+    dumped = list(calculation.outputs.trajectory.get_stepids())
+    assert dumped[0] == 0 and len(dumped) >= 2
+
+    target = (steps_done // 10 + 3) * 10  # a dump step, 20 to 30 steps on
+    restart = md_builder({**parameters, 'n_steps': target})
+    restart.parent_folder = calculation.outputs.remote_folder
+    continued = run_in_daemon(restart, timeout=600)
+    assert continued.is_finished_ok, f'{continued.exit_status}: {continued.exit_message}'
+    assert continued.computer.label == SLURM_LABEL
+    assert continued.outputs.result['restarted_from_step'] == steps_done
+    steps = list(continued.outputs.trajectory.get_stepids())
+    assert steps[-1] == target
+    assert steps[: len(dumped)] == dumped  # the trajectory before the cancel is kept, then continued
+
+
+def signal_job_while_compiling(workdir: Path) -> tuple[dict, int]:
+    """Run the MD runner in ``workdir`` with an empty model cache and SIGTERM its whole process group, as SLURM
+    signals every process of a cancelled job, once it has started compiling; return result.json and its exit code."""
+    import json
+    import signal
+
+    environment = {**os.environ, 'AIIDA_POLYHYDRIDE_CACHE': str(workdir / 'empty_cache')}
+    with (workdir / 'md.log').open('w') as log:
+        process = subprocess.Popen(
+            [sys.executable, '-m', 'aiida_polyhydride.runners.md'],
+            cwd=workdir, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        children = Path(f'/proc/{process.pid}/task/{process.pid}/children')
+        wait_for(lambda: children.read_text().split(), 600, 'the runner started nequip-compile')
+        os.killpg(process.pid, signal.SIGTERM)
+        returncode = process.wait(timeout=300)
+    return json.loads((workdir / 'result.json').read_text()), returncode
+
+
+def test_md_cancelled_while_compiling_is_interrupted_not_an_error(tiny_committee, cah4_primitive, tmp_path):
+    """A job cancelled (or out of walltime) before the MD starts: the compilation dies with the job, and the runner
+    says 'interrupted' (exit 330 of MDCalculation: run it again), not an input error."""
+    import json
+
+    from aiida_polyhydride.runners.md import EXIT_CODES, FILES
+
+    model = tiny_committee.outputs.models['member_0']
+    model.export(tmp_path / 'member_0.nequip.zip')
+    cah4_primitive.write(tmp_path / FILES['structure'], format='extxyz')
+    parameters = {'ensemble': 'nvt', 'temperature_K': 1000, 'timestep_fs': 0.5, 'n_steps': 10}
+    parameters.update(models=[{'file': 'member_0.nequip.zip', 'sha256': model.sha256}], structure=FILES['structure'])
+    (tmp_path / FILES['input_json']).write_text(json.dumps(parameters))
+
+    result, returncode = signal_job_while_compiling(tmp_path)
+    assert result['status'] == 'interrupted', result
+    assert result['reason'].startswith('SIGTERM received before the MD started (nequip-compile failed')
+    assert result['n_steps_done'] == 0
+    assert returncode == EXIT_CODES['interrupted']
+
+
 @pytest.mark.parametrize(
     ('content', 'message'),
     [
@@ -214,6 +384,15 @@ def test_scancel_of_a_running_job(slurm_setup, started_daemon_client, cah4_primi
             'codes: [{label: pw, executable: pw.x, default_plugin: quantumespresso.pww}]\n',
             "unknown calculation plugin 'quantumespresso.pww'",
         ),
+        (
+            'label: x\nhostname: h\ntransport: core.local\nscheduler: core.slurm\nworkdir: /tmp/x\n'
+            'gpu: {partition: gpu}\n',
+            'unknown key(s) in gpu: partition (allowed: account, queue_name, qos, gres)',
+        ),
+        (
+            'label: x\nhostname: h\ntransport: core.local\nscheduler: core.direct\nworkdir: /tmp/x\ngpu: {gres: gpu}\n',
+            'gpu: gres is a SLURM option, the scheduler is core.direct: remove it',
+        ),
         ('label: [unclosed\n', 'not valid YAML (line 2)'),
     ],
     ids=[
@@ -224,6 +403,8 @@ def test_scancel_of_a_running_job(slurm_setup, started_daemon_client, cah4_primi
         'bad-configure',
         'relative-remote-exe',
         'bad-plugin',
+        'bad-gpu-key',
+        'gres-without-slurm',
         'bad-yaml',
     ],
 )
@@ -263,6 +444,7 @@ def test_cluster_example_is_valid_without_connecting(user_environment):
     description = load_description(CLUSTER_EXAMPLE)
     assert (description.transport, description.scheduler) == ('core.ssh', 'core.slurm')
     assert description.job_options == {'account': 'project123', 'queue_name': 'cpu'}
+    assert description.gpu_options == {'queue_name': 'gpu', 'gres': 'gpu'}
     assert description.configure['key_filename'].endswith('/.ssh/id_ed25519')
     assert [code.label for code in description.codes] == ['pw', 'python-gpu']
     assert all(code.executable.startswith('/') for code in description.codes)

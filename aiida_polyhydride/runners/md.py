@@ -621,6 +621,16 @@ def run(workdir: str | Path = '.', signals: _Signals | None = None) -> dict:
     return result
 
 
+def _failure(reason: str, signal_name: str | None) -> dict:
+    """result.json of a run that raised before or instead of stepping. After a signal it is 'interrupted': a
+    scheduler that cancels a job, or ends it at its walltime, signals every process of it, so a model compilation
+    dies with the runner, and the folder can simply be run again."""
+    if signal_name is not None:
+        reason = f'{signal_name} received before the MD started ({reason})'
+        return {'status': 'interrupted', 'reason': reason, 'exit_code': EXIT_CODES['interrupted'], 'n_steps_done': 0}
+    return {'status': 'error', 'reason': reason, 'exit_code': EXIT_CODES['error']}
+
+
 def main(workdir: str | Path = '.') -> int:
     """Entry point: runs :func:`run`, turns every failure into result.json status 'error' and exit code 1."""
     workdir = Path(workdir).resolve()
@@ -632,19 +642,20 @@ def main(workdir: str | Path = '.') -> int:
             (workdir / folder).mkdir(exist_ok=True)
             os.environ[name] = str(workdir / folder)
             added.append(name)
+    failed = True
     try:
         result = run(workdir, signals)
+        failed = False
     except (InputError, CompilationError) as exception:
-        result = {'status': 'error', 'reason': str(exception), 'exit_code': EXIT_CODES['error']}
+        result = _failure(str(exception), signals.received)
     except Exception as exception:  # unexpected: keep the traceback on stderr, the reason in result.json
         traceback.print_exc()
-        reason = f'{type(exception).__name__}: {exception}'
-        result = {'status': 'error', 'reason': reason, 'exit_code': EXIT_CODES['error']}
+        result = _failure(f'{type(exception).__name__}: {exception}', signals.received)
     finally:  # leave the calling process as it was (main is also called in-process, e.g. by the tests)
         signals.restore()
         for name in added:
             os.environ.pop(name, None)
-    if result['status'] == 'error':
+    if failed:
         _write_json(workdir / FILES['result'], result)
     if result['status'] != 'ok':
         print(f'md runner: {result["status"]}: {result["reason"]}', file=sys.stderr)

@@ -22,8 +22,11 @@ Schema (keys not listed here are refused)::
     prepend_text: module load ...     # job script lines before every code (module loads)
     append_text: ...
     account: project123               # defaults for the jobs of the plugin's workflows (CalcJob metadata options)
-    queue_name: cpu
+    queue_name: cpu                   # partition of CPU jobs (pw.x, CPU training and MD)
     qos: normal
+    gpu:                              # jobs that use GPUs (training with accelerator gpu, MD on cuda)
+      queue_name: gpu                 # their partition (default: queue_name above); also account, qos
+      gres: gpu                       # core.slurm only: a job of N GPUs asks `#SBATCH --gres=gpu:N` (or gpu:a100)
     codes:
       - label: pw                     # required: the code becomes pw@my-cluster
         executable: /path/to/pw.x     # required; with core.local also a name on PATH
@@ -40,7 +43,7 @@ from __future__ import annotations
 import os
 import shlex
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,11 @@ from . import SetupError, SetupResult
 #: computer metadata property holding the CalcJob options (account, queue_name, qos) of the YAML description
 DEFAULT_OPTIONS_PROPERTY = 'polyhydride_default_options'
 JOB_OPTION_KEYS = ('account', 'queue_name', 'qos')
+#: computer metadata property holding the `gpu` section of the YAML description: options of jobs that use GPUs
+GPU_OPTIONS_PROPERTY = 'polyhydride_gpu_options'
+GPU_KEYS = (*JOB_OPTION_KEYS, 'gres')
+DEFAULT_GRES = 'gpu'
+SLURM = 'core.slurm'
 
 REQUIRED_KEYS = ('label', 'hostname', 'transport', 'scheduler', 'workdir')
 OPTIONAL_KEYS = (
@@ -64,6 +72,7 @@ OPTIONAL_KEYS = (
     'prepend_text',
     'append_text',
     *JOB_OPTION_KEYS,
+    'gpu',
     'codes',
 )
 CODE_REQUIRED_KEYS = ('label', 'executable')
@@ -103,6 +112,7 @@ class ComputerDescription:
     prepend_text: str = ''
     append_text: str = ''
     job_options: dict[str, str] = field(default_factory=dict)
+    gpu_options: dict[str, str] = field(default_factory=dict)
     codes: tuple[CodeDescription, ...] = ()
 
     @property
@@ -162,6 +172,7 @@ def validate_description(data: Any) -> ComputerDescription:
     values['job_options'] = {
         key: value for key in JOB_OPTION_KEYS if (value := _string(data, key, 'computer')) is not None
     }
+    values['gpu_options'] = _check_gpu(data.get('gpu'), values['scheduler'])
 
     codes = data.get('codes') or []
     if not isinstance(codes, list):
@@ -202,6 +213,32 @@ def setup_cluster(description: ComputerDescription) -> list[SetupResult]:
 def default_job_options(computer) -> dict[str, str]:
     """CalcJob metadata options (account, queue_name, qos) that the computer's YAML description set as defaults."""
     return dict(computer.get_property(DEFAULT_OPTIONS_PROPERTY, {}) or {})
+
+
+def job_options(computer, options: Mapping[str, Any] | None = None, gpus: int = 0) -> dict[str, Any]:
+    """``metadata.options`` of one of the plugin's jobs on ``computer``.
+
+    From weakest to strongest: the computer's defaults from its YAML description (account, queue_name, qos; for a
+    job with ``gpus`` > 0 overlaid by its ``gpu`` section), then ``options``, a workflow step's protocol options with
+    the user's overrides (resources, max_wallclock_seconds, withmpi, or a queue_name of their own). GPUs are asked for
+    only where the scheduler is core.slurm: ``#SBATCH --gres=<gres>:<gpus>`` is added to custom_scheduler_commands
+    unless those already ask for a gres. Other schedulers have no gres: core.direct runs on this machine, whose GPUs
+    the job sees anyway, and a ``#SBATCH`` line would be a mere comment in its job script.
+    """
+    from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+        raise ValueError(f'gpus must be a whole number >= 0, got {gpus!r}')
+    defaults: dict[str, Any] = default_job_options(computer)
+    gpu_section = dict(computer.get_property(GPU_OPTIONS_PROPERTY, {}) or {}) if gpus else {}
+    gres = gpu_section.pop('gres', DEFAULT_GRES)
+    defaults.update(gpu_section)
+    merged = recursive_merge(defaults, dict(options or {}))
+    if gpus and computer.scheduler_type == SLURM:
+        commands = merged.get('custom_scheduler_commands', '')
+        if '--gres' not in commands:
+            merged['custom_scheduler_commands'] = '\n'.join(filter(None, [commands, f'#SBATCH --gres={gres}:{gpus}']))
+    return merged
 
 
 # --- creation ----------------------------------------------------------------------------------------------------
@@ -249,6 +286,7 @@ def _mutable_settings(description: ComputerDescription) -> dict[str, tuple[Calla
         'prepend_text': (orm.Computer.get_prepend_text, orm.Computer.set_prepend_text, description.prepend_text),
         'append_text': (orm.Computer.get_append_text, orm.Computer.set_append_text, description.append_text),
         'default job options': (*prop(DEFAULT_OPTIONS_PROPERTY, {}), description.job_options),
+        'gpu job options': (*prop(GPU_OPTIONS_PROPERTY, {}), description.gpu_options),
     }
 
 
@@ -433,6 +471,18 @@ def _check_mpirun(value: Any, scheduler: str) -> tuple[str, ...]:
                     f'(allowed: {", ".join(f"{{{key}}}" for key in sorted(allowed))})'
                 )
     return tuple(arguments)
+
+
+def _check_gpu(value: Any, scheduler: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SetupError("'gpu' must be a mapping of options of GPU jobs, e.g. {queue_name: gpu, gres: gpu}")
+    _check_keys(value, (), GPU_KEYS, 'gpu')
+    checked = {key: _string(value, key, 'gpu') for key in value}
+    if 'gres' in checked and scheduler != SLURM:
+        raise SetupError(f'gpu: gres is a SLURM option, the scheduler is {scheduler}: remove it')
+    return checked
 
 
 def _positive(value: Any, key: str, kind) -> Any:

@@ -10,16 +10,20 @@ dumped.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from ..analysis.selection import class_ratios, classify, pair_distribution_descriptor, select_candidates
 from ..calculations.md import MDCalculation
 from ..data.allegro_potential import AllegroPotentialData
 from ..data.training_set import TrainingSetData
+from ..protocols import protocol_file
+from ..setup.cluster import job_options
 from .md import MDBaseWorkChain
 
 __all__ = ('ExploreWorkChain', 'select_frames')
@@ -98,7 +102,7 @@ def _validate_inputs(inputs: dict, namespace) -> str | None:
     return None
 
 
-class ExploreWorkChain(WorkChain):
+class ExploreWorkChain(ProtocolMixin, WorkChain):
     """MD over systems x temperatures x pressures with the committee, then selection of frames to relabel."""
 
     @classmethod
@@ -133,6 +137,45 @@ class ExploreWorkChain(WorkChain):
         spec.output('conditions', valid_type=orm.Dict, help='md_<i> -> system, temperature_K, pressure_GPa.')
         spec.exit_code(401, 'ERROR_NO_FRAMES', message='No MD run produced any frame: {failed}')
         # fmt: on
+
+    @classmethod
+    def get_protocol_filepath(cls):
+        return protocol_file('explore')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structures: dict[str, orm.StructureData],
+        models: dict[str, AllegroPotentialData],
+        temperatures: list[float],
+        pressures: list[float | None],
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
+        """Builder exploring ``structures`` x ``temperatures`` (K) x ``pressures`` (GPa; None: NVT) with the committee
+        ``models``; protocol tiny / cpu / gpu (protocols/explore.yaml).
+
+        The MD jobs' ``metadata.options`` are the protocol's ``options`` with ``overrides['options']``; with
+        ``md.device`` cuda each run asks the computer's GPU partition for one GPU
+        (:func:`~..setup.cluster.job_options`).
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.md.code = code
+        # the template's temperature is replaced in every run; it only has to make the template valid
+        builder.md.parameters = orm.Dict({**inputs['md'], 'temperature_K': temperatures[0] if temperatures else None})
+        gpus = 1 if str(inputs['md'].get('device', 'cpu')).startswith('cuda') else 0
+        builder.md.metadata.options = job_options(code.computer, inputs['options'], gpus)
+        builder.structures = structures
+        builder.models = models
+        builder.temperatures = orm.List(list(temperatures))
+        builder.pressures = orm.List(list(pressures))
+        for key in ('lo', 'hi', 'duplicate_tolerance'):
+            builder[key] = orm.Float(inputs[key])
+        for key in ('max_per_system', 'max_total'):
+            builder[key] = orm.Int(inputs[key])
+        return builder
 
     def run_md(self):
         """One MDBaseWorkChain per (system, T, P), all submitted at once."""

@@ -212,11 +212,12 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         pseudo_family: str = DEFAULT_FAMILY,
         protocol: str | None = None,
         overrides: dict[str, Any] | None = None,
-        num_mpiprocs: int = 1,
     ):
         """Builder labelling ``structures`` with the protocol (fast / moderate / precise) and ``overrides``.
 
         Cutoffs are fixed here, once for all frames, from the family's recommendation over every element present.
+        The pw.x jobs' ``metadata.options`` are the protocol's ``options`` (MPI on one CPU node) with
+        ``overrides['options']``, over the computer's default partition (:func:`~..setup.cluster.job_options`).
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         if isinstance(structures, TrainingSetData):
@@ -236,7 +237,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             pseudo_family=pseudo_family,
             protocol=inputs['pw_base_protocol'],
             overrides=recursive_merge(inputs['pw_base'], {'pw': {'parameters': {'SYSTEM': cutoffs}}}),
-            num_mpiprocs=num_mpiprocs,
+            options=inputs['options'],
         )
         builder = cls.get_builder()
         for key in ('max_iterations', 'handler_overrides'):

@@ -10,7 +10,7 @@ from aiida.engine import ProcessBuilder
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
-from ..setup.cluster import default_job_options
+from ..setup.cluster import job_options
 from ..setup.pseudos import DEFAULT_FAMILY
 
 
@@ -46,13 +46,15 @@ def get_singlepoint_builder(
     protocol: str = 'fast',
     cutoff_scale: float = 1.0,
     overrides: dict[str, Any] | None = None,
-    num_mpiprocs: int = 1,
+    options: dict[str, Any] | None = None,
 ) -> ProcessBuilder:
     """PwBaseWorkChain builder of an SCF with forces and stress (what a training label needs).
 
     ``protocol`` is aiida-quantumespresso's (fast / balanced / stringent); cutoffs are the family's recommendation
-    times ``cutoff_scale`` unless ``overrides`` set ecutwfc and ecutrho. The job goes to the account/queue/qos that
-    the code's computer was set up with (``aiida-polyhydride setup computer``).
+    times ``cutoff_scale`` unless ``overrides`` set ecutwfc and ecutrho. ``options`` (resources,
+    max_wallclock_seconds, queue_name, ...) go to the PwCalculation's ``metadata.options`` over the account/queue/qos
+    that the code's computer was set up with (``aiida-polyhydride setup computer``); ranks per node default to the
+    computer's ``mpiprocs_per_machine``.
     """
     cutoffs = recommended_cutoffs(pseudo_family, structure.get_symbols_set(), cutoff_scale)
     overrides = recursive_merge(
@@ -67,8 +69,5 @@ def get_singlepoint_builder(
         structure,
         protocol=protocol,
         overrides=overrides,
-        options={
-            'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': num_mpiprocs},
-            **default_job_options(code.computer),
-        },
+        options=job_options(code.computer, options),
     )

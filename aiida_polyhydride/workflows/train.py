@@ -16,6 +16,7 @@ from ..calculations.allegro_train import AllegroTrainCalculation
 from ..data.allegro_potential import AllegroPotentialData
 from ..data.training_set import TrainingSetData
 from ..protocols import protocol_file
+from ..setup.cluster import job_options
 
 __all__ = ('CommitteeWorkChain', 'bootstrap_subset', 'committee_spread')
 
@@ -114,6 +115,8 @@ class CommitteeWorkChain(ProtocolMixin, WorkChain):
         """Builder for a committee on ``training_set``; protocol tiny / cpu / gpu (protocols/train.yaml).
 
         ``training_set`` and ``energy_shifts`` may be None for a template whose data a parent work chain sets.
+        The jobs' ``metadata.options`` are the protocol's ``options`` with ``overrides['options']``; a GPU preset
+        asks the computer's GPU partition for ``devices`` GPUs (:func:`~..setup.cluster.job_options`).
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
@@ -127,7 +130,10 @@ class CommitteeWorkChain(ProtocolMixin, WorkChain):
                 builder.train[key] = value
         hyperparameters = validate_hyperparameters(inputs['hyperparameters'], preset=inputs['preset'])
         builder.train.hyperparameters = orm.Dict(hyperparameters)
-        builder.train.metadata.options = recursive_merge(dict(builder.train.metadata.options), inputs['options'])
+        gpus = hyperparameters['devices'] if hyperparameters['accelerator'] == 'gpu' else 0
+        builder.train.metadata.options = recursive_merge(
+            dict(builder.train.metadata.options), job_options(code.computer, inputs['options'], gpus)
+        )
         builder.committee_size = orm.Int(inputs['committee_size'])
         builder.bootstrap = orm.Bool(inputs['bootstrap'])
         if parent_models:
