@@ -22,9 +22,14 @@ def _loop_builder(qe_dataset, isolated_energies, cah4_primitive, model_cache, ov
     defaults = {
         # iteration 1 takes every frame as a candidate; the labelled ones then calibrate the window
         'trust_window': {'lo': 0.0, 'hi': 1000.0},
-        'caps': {'max_per_system': 2, 'max_total': 2},
         'label': {'overrides': {'kpoints_distance': 0.6, 'max_concurrent': 2}},  # as the session dataset
-        'md': {'options': {'environment_variables': {'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)}}},
+        'explore': {
+            'overrides': {
+                'max_per_system': 2,
+                'max_total': 2,
+                'options': {'environment_variables': {'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)}},
+            }
+        },
         'observable': {
             'quantity': 'density',
             'system': 'CaH4_bulk',

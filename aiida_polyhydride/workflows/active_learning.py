@@ -20,7 +20,7 @@ import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from ..analysis import active_learning as decisions
 from ..analysis.frames import frame_hash, unique_frames
@@ -246,7 +246,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                            namespace_options={'help': 'Committee training template (code, hyperparameters, size).'})
         spec.expose_inputs(ExploreWorkChain, namespace='explore',
                            exclude=('structures', 'models', 'temperatures', 'pressures', 'lo', 'hi', 'iteration'),
-                           namespace_options={'help': 'Exploration template: md (code, parameters) and the caps.'})
+                           namespace_options={'help': 'Exploration template: md, md_restart, caps.'})
         spec.input('metal', valid_type=orm.Str, help='The metal M of the M-H system, e.g. "Ca".')
         spec.input('pressures', valid_type=orm.List, help='Pressures (GPa) of the seeds and the NPT exploration.')
         spec.input('temperatures', valid_type=orm.List, help='Exploration temperatures (K).')
@@ -343,8 +343,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     ):
         """Builder for the loop on the M-H system; protocol fast / moderate / precise (protocols/active_learning.yaml).
 
-        Separate codes (and through ``overrides``, resources) for DFT, training and MD, so each step can go to its
-        own partition: e.g. ``overrides={'md': {'options': {'queue_name': 'gpu'}}}``.
+        Separate codes and resources for DFT, training and MD (the label, train and explore protocols), so each step
+        goes to its own partition; e.g. ``overrides={'explore': {'overrides': {'options': {'queue_name': 'gpu'}}}}``.
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         from ..structures import bulk_phase
@@ -364,15 +364,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             overrides=inputs['train']['overrides'],
         )
         builder.train = committee._inputs(prune=True)  # the template without its (unset) data inputs
-        builder.explore.md.code = md_code
-        # a complete MD template; ExploreWorkChain sets temperature (and pressure) per run
-        builder.explore.md.parameters = orm.Dict({**inputs['md']['parameters'], 'temperature_K': temperatures[0]})
-        builder.explore.md.metadata.options = recursive_merge(
-            dict(builder.explore.md.metadata.options), inputs['md']['options']
+        explore = ExploreWorkChain.get_builder_from_protocol(
+            md_code, {}, {}, temperatures, pressures, inputs['explore']['protocol'], inputs['explore']['overrides']
         )
-        builder.explore.max_per_system = orm.Int(inputs['caps']['max_per_system'])
-        builder.explore.max_total = orm.Int(inputs['caps']['max_total'])
-        builder.explore.duplicate_tolerance = orm.Float(inputs['caps']['duplicate_tolerance'])
+        set_here = ('structures', 'models', 'temperatures', 'pressures', 'lo', 'hi', 'iteration')
+        builder.explore = {key: value for key, value in explore._inputs(prune=True).items() if key not in set_here}
         builder.metal = orm.Str(metal)
         builder.pressures = orm.List(list(pressures))
         builder.temperatures = orm.List(list(temperatures))
