@@ -89,12 +89,13 @@ def loop_run(qe_dataset, isolated_energies, tiny_committee, cah4_primitive, mode
 
 def _repair_lost_tasks() -> None:
     """What ``verdi process repair`` does: AiiDA can lose the broker task of a process whose worker is stopped."""
-    from aiida import orm
-    from aiida.engine.processes.control import get_active_processes, get_process_tasks, revive_processes
+    from aiida.engine.processes.control import get_active_processes, get_process_tasks
     from aiida.manage import get_manager
 
-    lost = set(get_active_processes(project='id')) - set(get_process_tasks(get_manager().get_broker()))
-    revive_processes([orm.load_node(pk) for pk in sorted(lost)])
+    manager = get_manager()
+    lost = set(get_active_processes(project='id')) - set(get_process_tasks(manager.get_broker()))
+    for pk in sorted(lost):
+        manager.get_process_controller().continue_process(pk)
 
 
 def _called(node, label: str):
