@@ -4,7 +4,7 @@ Pure numpy/ASE (no AiiDA): ActiveLearningWorkChain calls these through calcfunct
 
 Calibration. sigma_F (the committee force deviation, analysis/committee.py) is a proxy for the true error of the
 driving model. Each batch of newly labelled frames gives pairs (sigma_F, true error), with the true error measured
-like sigma_F: the largest per-atom force error max_i |F_i(model) - F_i(DFT)|. The two are close to proportional
+like sigma_F: the largest per-atom force error ``max_i |F_i(model) - F_i(DFT)|``. The two are close to proportional
 (both scale with how far a frame is from the training data), so the ratio error / sigma_F is estimated
 conservatively (a high quantile over the batch) and the lower threshold set so that a frame at the threshold has
 an expected true error at the target: lo = target / ratio_quantile. The upper threshold keeps the protocol's
@@ -31,7 +31,7 @@ __all__ = (
 
 
 def max_force_error(predicted: np.ndarray, reference: np.ndarray) -> float:
-    """Largest per-atom force error max_i |F_i(predicted) - F_i(reference)| (eV/Angstrom) of one frame."""
+    """Largest per-atom force error ``max_i |F_i(predicted) - F_i(reference)|`` (eV/Angstrom) of one frame."""
     predicted, reference = np.asarray(predicted, dtype=float), np.asarray(reference, dtype=float)
     if predicted.shape != reference.shape or predicted.ndim != 2 or predicted.shape[1] != 3:
         raise ValueError(f'forces: need two (n_atoms, 3) arrays, got {predicted.shape} and {reference.shape}')

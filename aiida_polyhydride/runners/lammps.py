@@ -8,7 +8,7 @@ model. ``pair='lj'`` swaps the model for a built-in Lennard-Jones pair style wit
 checking the pipeline with a LAMMPS that has no pair_allegro (Debian's).
 
 ``python -m aiida_polyhydride.runners.lammps`` in a finished LAMMPS directory writes ``trajectory.extxyz`` and
-``deviations.npz`` in the format of the ASE runner (:mod:`.md`), so both engines feed the same parser and selection.
+``deviations.npz`` in the format of the ASE runner (runners/md.py), so both engines feed the same parser and selection.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def lammps_input(parameters: dict, species: list[str], pair: str = 'allegro', mo
 def write_inputs(
     directory: str | Path, atoms, parameters: dict, pair: str = 'allegro', model_file: str | None = None
 ) -> dict:
-    """Write ``in.lammps`` and ``structure.data`` for ``atoms`` with runner-style ``parameters`` (:mod:`.md` keys:
+    """Write ``in.lammps`` and ``structure.data`` for ``atoms`` with runner-style ``parameters`` (runners/md.py keys:
     ensemble, thermostat, barostat, temperature_K (ramps are linear), pressure_GPa, timestep_fs, n_steps, dump_every,
     checkpoint_every, seed, tdamp_fs, pdamp_fs, friction_per_fs, max_walltime_s); returns the validated parameters
     with the species order (LAMMPS type i is ``species[i - 1]``)."""
