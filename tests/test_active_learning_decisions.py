@@ -118,3 +118,13 @@ def test_plots_are_pngs():
     assert plot_force_parity(np.arange(6.0), np.arange(6.0) + 0.1).startswith(PNG_MAGIC)
     with pytest.raises(ValueError, match='equal'):
         plot_force_parity(np.arange(6.0), np.arange(5.0))
+
+
+def test_calibration_result_has_no_nan():
+    """Undefined values are None: the result is stored as an AiiDA Dict, which refuses NaN."""
+    window = decisions.calibrate_trust_window([0.1, 0.1], [0.3, 0.3], 0.1, 5.0, previous=(0.05, 0.25), min_frames=2)
+    assert window['calibrated']
+    assert window['correlation'] is None  # constant sigma_F
+    assert window['accurate_error_max'] is None  # no frame below the new lo
+    values = [value for value in window.values() if isinstance(value, float)]
+    assert all(np.isfinite(values))

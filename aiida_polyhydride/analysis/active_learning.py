@@ -52,7 +52,8 @@ def calibrate_trust_window(
 
     ``sigma_f`` and ``true_error`` (eV/Angstrom) are paired per labelled frame. ``lo`` is clipped into ``bounds``.
     Returns lo, hi, calibrated (bool), reason, n_frames, ratio_quantile, correlation (Pearson), and
-    accurate_error_max: the largest true error among the batch's frames below the new lo (NaN when none).
+    accurate_error_max: the largest true error among the batch's frames below the new lo. Values that are undefined
+    (no frame below lo, a constant sigma_F, too few frames) are None, never NaN, so the result can be stored as is.
     """
     sigma, error = np.asarray(sigma_f, dtype=float), np.asarray(true_error, dtype=float)
     if sigma.shape != error.shape or sigma.ndim != 1:
@@ -68,8 +69,8 @@ def calibrate_trust_window(
         'target_error': float(target_error),
         'previous_lo': float(previous[0]),
         'previous_hi': float(previous[1]),
-        'ratio_quantile': float('nan'),
-        'correlation': float('nan'),
+        'ratio_quantile': None,
+        'correlation': None,
     }
     if usable.sum() < min_frames:
         reason = f'{int(usable.sum())} usable frames (sigma_F > 0, finite), fewer than min_frames={min_frames}'
@@ -79,13 +80,13 @@ def calibrate_trust_window(
             'hi': float(previous[1]),
             'calibrated': False,
             'reason': reason,
-            'accurate_error_max': float('nan'),
+            'accurate_error_max': None,
         }
     sigma, error = sigma[usable], error[usable]
     ratio = float(np.quantile(error / sigma, quantile))
     lo = float(np.clip(target_error / ratio, *bounds)) if ratio > 0 else float(bounds[1])
     below = error[sigma < lo]
-    correlation = float(np.corrcoef(sigma, error)[0, 1]) if np.ptp(sigma) > 0 and np.ptp(error) > 0 else float('nan')
+    correlation = float(np.corrcoef(sigma, error)[0, 1]) if np.ptp(sigma) > 0 and np.ptp(error) > 0 else None
     return {
         **result,
         'lo': lo,
@@ -94,7 +95,7 @@ def calibrate_trust_window(
         'reason': f'{quantile:.0%} quantile of true error / sigma_F = {ratio:.3g}',
         'ratio_quantile': ratio,
         'correlation': correlation,
-        'accurate_error_max': float(below.max()) if len(below) else float('nan'),
+        'accurate_error_max': float(below.max()) if len(below) else None,
     }
 
 
