@@ -80,9 +80,11 @@ def loop_run(qe_dataset, isolated_energies, tiny_committee, cah4_primitive, mode
 
     _wait(node, 600, training_running)
     daemon_client.stop_daemon(wait=True, timeout=180)  # generous: workers finish their current step first
-    assert not node.is_terminated
-    _repair_lost_tasks()
-    daemon_client.start_daemon(timeout=180)
+    try:
+        assert not node.is_terminated
+        _repair_lost_tasks()
+    finally:  # the other modules' tests need the daemon whatever happened here
+        daemon_client.start_daemon(timeout=180)
     _wait(node, 1500)
     return node
 
