@@ -55,10 +55,15 @@ def _origin(atoms: Atoms, system: str, pressure: float) -> Atoms:
     return atoms
 
 
-def _bulk(name: str, metal: str, pressure: float) -> Atoms:
+def _compressed(name: str, metal: str, pressure: float) -> Atoms:
+    """The prototype's conventional cell at the volume guessed for ``pressure``."""
     reference = bulk_phase(name, metal)
     volume_per_atom = reference.get_volume() / len(reference) * hydride_volume_factor(pressure)
-    return primitive_cell(bulk_phase(name, metal, volume_per_atom=volume_per_atom))
+    return bulk_phase(name, metal, volume_per_atom=volume_per_atom)
+
+
+def _bulk(name: str, metal: str, pressure: float) -> Atoms:
+    return primitive_cell(_compressed(name, metal, pressure))
 
 
 def training_domain_seeds(
@@ -96,10 +101,7 @@ def training_domain_seeds(
                 frames.append(_origin(distorted, system, pressure))
         density = h2_density(pressure)
         frames.append(_origin(dense_h2_fluid(h2_molecules, density, seed=rng_seed), 'H2_fluid', pressure))
-        mh4 = bulk_phase('MH4-I4mmm', metal)
-        mh4 = bulk_phase(
-            'MH4-I4mmm', metal, volume_per_atom=mh4.get_volume() / len(mh4) * hydride_volume_factor(pressure)
-        )
+        mh4 = _compressed('MH4-I4mmm', metal, pressure)
         for x_index, x in enumerate(off_stoichiometric_x):
             frames.append(_origin(off_stoichiometric(mh4, x, seed=rng_seed + x_index), f'{metal}H{x:g}', pressure))
         for copy in range(n_liquid):
