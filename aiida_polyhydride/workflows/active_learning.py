@@ -26,7 +26,7 @@ from ..analysis import active_learning as decisions
 from ..analysis.frames import frame_hash, unique_frames
 from ..analysis.plots import plot_force_parity, plot_learning_history
 from ..data.allegro_potential import AllegroPotentialData
-from ..data.training_set import TrainingSetData, fit_energy_shifts
+from ..data.training_set import TrainingSetData, fit_energy_shifts, split_dataset
 from ..protocols import protocol_file
 from ..setup.pseudos import DEFAULT_FAMILY
 from ..structures import domain
@@ -467,8 +467,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def prepare_datasets(self):
         """A validation set split off when none is given, and energy shifts fitted when none are given."""
-        from ..data.training_set import split_dataset
-
         if self.ctx.validation_set is None:
             split = split_dataset(self.ctx.training_set, self.inputs.validation_fraction, orm.Int(0))
             self.ctx.training_set, self.ctx.validation_set = split['training'], split['validation']
@@ -509,14 +507,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not node.is_finished_ok:
             self.report(f'iteration {n}: {node.exit_message}; continuing with {len(models)} members')
         self.ctx.models = models
+        rmse = []
         for key, model in models.items():
             metrics = model.creator.outputs.metrics
             self.ctx.history[f'metrics_{n}_{key.split("_")[1]}'] = metrics
-        errors = ', '.join(
-            f'{key} {model.creator.outputs.metrics.get("forces_rmse", float("nan")):.0f}'
-            for key, model in models.items()
-        )
-        self.report(f'iteration {n}: validation force RMSE (meV/A): {errors}')
+            rmse.append(f'{key} {metrics.get("forces_rmse", float("nan")):.0f}')
+        self.report(f'iteration {n}: validation force RMSE (meV/A): {", ".join(rmse)}')
         self._record_state()
         return None
 
@@ -615,10 +611,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             labels,
             orm.Dict({'validation_fraction': self.inputs.validation_fraction.value, 'seed': n}),
         )
+        before = len(self.ctx.training_set) + len(self.ctx.validation_set)
         self.ctx.training_set, self.ctx.validation_set = grown['training_set'], grown['validation_set']
+        added = len(self.ctx.training_set) + len(self.ctx.validation_set) - before
         self.report(
-            f'iteration {n}: {len(labels)} labels added, {len(node.outputs.failed.get_dict())} failed; dataset '
-            f'{len(self.ctx.training_set)} training + {len(self.ctx.validation_set)} validation frames'
+            f'iteration {n}: {len(labels)} labelled ({added} new to the dataset, the others already in it), '
+            f'{len(node.outputs.failed.get_dict())} failed; dataset {len(self.ctx.training_set)} training + '
+            f'{len(self.ctx.validation_set)} validation frames'
         )
         self._record_state()
         return None
@@ -640,14 +639,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 'training_set': self.ctx.training_set.uuid,
                 'validation_set': self.ctx.validation_set.uuid,
                 'models': {key: model.uuid for key, model in self.ctx.models.items()},
-                'trust_window': self._window_node().uuid,
+                'trust_window': self.ctx.window.uuid,
                 'energy_shifts': self.ctx.energy_shifts.uuid,
             },
         )
-
-    def _window_node(self) -> orm.Dict:
-        window = self.ctx.window
-        return window if window.is_stored else window.store()
 
     def _output_state(self) -> None:
         """Output the latest dataset, committee, window, history and plots (on every exit path)."""
@@ -657,7 +652,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.out('validation_set', self.ctx.validation_set)
         if self.ctx.energy_shifts is not None:
             self.out('energy_shifts', self.ctx.energy_shifts)
-        self.out('trust_window', self._window_node())
+        self.out('trust_window', self.ctx.window)
         if self.ctx.models:
             self.out('models', self.ctx.models)
         if not self.ctx.history:

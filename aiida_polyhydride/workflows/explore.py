@@ -206,21 +206,18 @@ class ExploreWorkChain(ProtocolMixin, WorkChain):
         return ToContext(**running)
 
     def select(self):
-        runs, failed = {}, {}
+        runs, trajectories, conditions, failed = {}, {}, {}, {}
         for key in sorted((key for key in self.ctx if key.startswith('md_')), key=lambda k: int(k.split('_')[1])):
             node, index = self.ctx[key], int(key.split('_')[1])
             if not node.is_finished_ok:
                 failed[node.label] = {'pk': node.pk, 'exit_status': node.exit_status}
             if 'trajectory' in node.outputs:
+                trajectories[key] = node.outputs.trajectory
+                conditions[key] = self.ctx[f'conditions_{index}']
                 runs[f'trajectory_{index}'] = node.outputs.trajectory
-                runs[f'conditions_{index}'] = orm.Dict(self.ctx[f'conditions_{index}'])
+                runs[f'conditions_{index}'] = orm.Dict(conditions[key])
         self.out('failed_runs', orm.Dict(failed).store())
-        self.out(
-            'trajectories', {f'md_{key.split("_")[1]}': node for key, node in runs.items() if key.startswith('traj')}
-        )
-        conditions = {
-            f'md_{key.split("_")[1]}': node.get_dict() for key, node in runs.items() if key.startswith('cond')
-        }
+        self.out('trajectories', trajectories)
         self.out('conditions', orm.Dict(conditions).store())
         if not runs:
             return self.exit_codes.ERROR_NO_FRAMES.format(failed=failed)
