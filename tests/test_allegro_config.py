@@ -1,5 +1,6 @@
-"""Allegro training configs (pure Python) and one real nequip-train -> package -> compile -> ASE chain on the 'tiny'
-preset with synthetic Morse-labelled Ca-H frames; the learning-curve parser on the metrics.csv it writes."""
+"""Allegro training configs (pure Python) and one real nequip-train -> package chain on the 'tiny'
+preset with synthetic Morse-labelled Ca-H frames; the learning-curve parser on the metrics.csv it writes
+(compiling and the ASE calculator: test_md_runner, on the session committee)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from ase.io import read, write
+from ase.io import write
 
 from aiida_polyhydride.analysis.learning_curve import (
     final_metrics,
@@ -216,30 +217,6 @@ def test_train_outputs_and_learning_curve(trained):
     # the logged values are eV units: final_metrics is 1000x
     assert metrics['forces_mae'] == pytest.approx(1000 * curve['val_forces_mae'][metrics['epoch']])
     assert metrics['finite'] is True and metrics['n_epochs'] == 3
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_compile_and_ase_calculator(trained):
-    from nequip.integrations.ase import NequIPCalculator
-
-    _run(
-        [
-            str(BIN / 'nequip-compile'),
-            *('--mode', 'aotinductor', '--device', 'cpu', '--target', 'ase'),
-            *('model.nequip.zip', 'model.nequip.pt2'),
-        ],
-        trained,
-    )
-    calculator = NequIPCalculator.from_compiled_model(
-        str(trained / 'model.nequip.pt2'), device='cpu', chemical_species_to_atom_type_map=True
-    )
-    for atoms in read(trained / 'val.extxyz', index=':2'):
-        atoms.calc = calculator
-        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-        assert np.ndim(energy) == 0 and np.isfinite(energy)
-        assert forces.shape == (len(atoms), 3) and np.all(np.isfinite(forces))
-        assert stress.shape == (6,) and np.all(np.isfinite(stress))
 
 
 @pytest.mark.slow

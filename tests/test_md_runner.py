@@ -115,6 +115,25 @@ def test_nvt_run_and_committee_deviations(models, tmp_path):
     assert 200 < deviations['temperature_K'][0] < 3000
 
 
+def test_eager_members_predict_what_the_compiled_ones_do(models):
+    """compile_model false loads the package as it is: same energies, forces and stress as the compiled model."""
+    atoms = _structure()
+    results = {}
+    for compile_model in (True, False):
+        parameters = {'device': 'cpu', 'compile_model': compile_model}
+        calculator = md_runner.member_calculator(
+            Path(models['a']['path']), models['a']['sha256'], parameters, models['cache']
+        )
+        copy = atoms.copy()
+        copy.calc = calculator
+        results[compile_model] = (copy.get_potential_energy(), copy.get_forces(), copy.get_stress())
+    (energy_c, forces_c, stress_c), (energy_e, forces_e, stress_e) = results[True], results[False]
+    assert energy_e == pytest.approx(energy_c, abs=1e-4)
+    assert np.allclose(forces_e, forces_c, atol=1e-4)
+    assert np.allclose(stress_e, stress_c, atol=1e-5)
+    assert np.abs(forces_c).max() > 1e-3  # a rattled cell: the comparison is not of zeros
+
+
 def test_identical_members_give_zero_deviation(models, tmp_path):
     """Members from the same package predict bit for bit the same: zero deviation (exactly, for two members; to
     rounding of the committee mean for three)."""
@@ -280,6 +299,7 @@ def test_checkpoint_restart_and_sigterm(models, tmp_path):
         ({'ensemble': 'npt'}, 'pressure_GPa: required'),
         ({'barostat': 'semi'}, "barostat: unknown barostat 'semi'"),
         ({'temperature': 300}, "unknown parameter(s) ['temperature']"),
+        ({'compile_model': 'yes'}, "compile_model: expected true or false, got 'yes'"),
         ({'min_distance': {'H-He': 1.0}}, "min_distance: unknown pair 'H-He'"),
         ({'structure': 'absent.extxyz'}, "structure: no such file 'absent.extxyz'"),
     ],

@@ -79,6 +79,7 @@ DEFAULTS = {
     'models': None,  # required: [{'file': ..., 'sha256': ...}, ...]; member 0 drives the MD
     'structure': FILES['structure'],
     'device': 'cpu',
+    'compile_model': True,  # False: the packaged models run eagerly (no ~30 s nequip-compile per new model)
     'num_threads': None,
     'min_distance': {'H-H': 0.35, 'M-H': 0.8, 'M-M': 1.5},  # Angstrom; M = any species but H
     'guard_every': 1,  # distance check every k steps (and at every dump)
@@ -164,6 +165,8 @@ def validate_parameters(raw: dict, workdir: str | Path = '.', check_files: bool 
             parameters[key] = _number(parameters, key, integer=key == 'num_threads')
     parameters['tdamp_fs'] = parameters['tdamp_fs'] or 100 * parameters['timestep_fs']
     parameters['pdamp_fs'] = parameters['pdamp_fs'] or 1000 * parameters['timestep_fs']
+    if not isinstance(parameters['compile_model'], bool):
+        raise InputError(f'compile_model: expected true or false, got {parameters["compile_model"]!r}')
     if parameters['normal_axis'] not in (0, 1, 2):
         raise InputError(f'normal_axis: expected 0, 1 or 2 (the cell vector along the slab normal), got '
                          f'{parameters["normal_axis"]!r}')  # fmt: skip
@@ -452,6 +455,20 @@ class _Signals:
         self.received = signal.Signals(number).name
 
 
+def member_calculator(package: Path, sha256: str, parameters: dict, cache: Path):
+    """The ASE calculator of one committee member on ``parameters['device']``: the model compiled with AOTInductor
+    (once per content and device, in ``cache``) or, with ``compile_model`` false, the packaged model run eagerly:
+    no compile (~30 s per model on a CPU), slower steps; the better choice for short runs of small models."""
+    from nequip.integrations.ase import NequIPCalculator
+
+    device = parameters['device']
+    if not parameters['compile_model']:
+        # nequip 0.19's loader of a package without compiling (pinned in constraints.txt)
+        return NequIPCalculator._from_saved_model(str(package), device=device, chemical_species_to_atom_type_map=True)
+    path = compiled_model(package, sha256, device=device, cache=cache)
+    return NequIPCalculator.from_compiled_model(str(path), device=device, chemical_species_to_atom_type_map=True)
+
+
 def run(workdir: str | Path = '.', signals: _Signals | None = None) -> dict:
     """Run the MD described by the input files in ``workdir``; returns the result written to result.json."""
     from ase.io import read, write
@@ -461,22 +478,14 @@ def run(workdir: str | Path = '.', signals: _Signals | None = None) -> dict:
     started = time.perf_counter()
     signals = signals or _Signals()
     parameters = validate_parameters(load_parameters(workdir), workdir)  # before the slow imports: fast failures
-    from nequip.integrations.ase import NequIPCalculator
-
     if parameters['num_threads']:
         import torch
 
         torch.set_num_threads(parameters['num_threads'])
 
     cache = Path(os.environ.get('AIIDA_POLYHYDRIDE_CACHE') or workdir / 'model_cache')
-    members = []
-    for model in parameters['models']:
-        path = compiled_model(workdir / model['file'], model['sha256'], device=parameters['device'], cache=cache)
-        members.append(
-            NequIPCalculator.from_compiled_model(
-                str(path), device=parameters['device'], chemical_species_to_atom_type_map=True
-            )
-        )
+    members = [member_calculator(workdir / model['file'], model['sha256'], parameters, cache)
+               for model in parameters['models']]  # fmt: skip
     setup_s = time.perf_counter() - started
 
     atoms, checkpoint = _read_checkpoint(workdir)
