@@ -38,6 +38,7 @@ from ..data.allegro_potential import AllegroPotentialData
 from ..protocols import protocol_file
 from ..setup.pseudos import DEFAULT_FAMILY
 from .label import _parameters_for_kinds
+from .md import MDBaseWorkChain
 from .pw import load_pseudo_family, recommended_cutoffs
 
 __all__ = (
@@ -377,6 +378,9 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
                            exclude=('structure', 'models', 'parameters', 'parent_folder'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Code and options of every MD run.'})
+        spec.expose_inputs(MDBaseWorkChain, namespace='mlip.md_restart', exclude=('md',),
+                           namespace_options={'required': False,
+                                              'help': 'Restart policy of every MD run (blow-ups, walltime).'})
         spec.input_namespace('mlip.models', valid_type=AllegroPotentialData, dynamic=True, required=False,
                              help='The committee (member_0 drives the MD).')
         spec.input_namespace('mlip.systems', valid_type=orm.StructureData, dynamic=True, required=False,
@@ -613,13 +617,16 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         return runs
 
     def _submit_md(self, key: str, structure: orm.StructureData, parameters: dict):
-        """One NPT run of the MD runner (the place to switch to a restarting MD work chain)."""
+        """One NPT run (MDBaseWorkChain: a blow-up is retried with a shorter time step, a walltime stop continued)."""
         inputs = AttributeDict(self.exposed_inputs(MDCalculation, namespace='mlip.md'))
         inputs.structure = structure
         inputs.models = dict(self.inputs.mlip.models)
         inputs.parameters = orm.Dict(parameters)
-        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': key, 'label': key}
-        return self.submit(MDCalculation, **inputs)
+        inputs.metadata = {**inputs.get('metadata', {}), 'label': key}
+        restart = AttributeDict(self.exposed_inputs(MDBaseWorkChain, namespace='mlip.md_restart'))
+        restart.md = inputs
+        restart.metadata = {**restart.get('metadata', {}), 'call_link_label': key, 'label': key}
+        return self.submit(MDBaseWorkChain, **restart)
 
     def _record_failure(self, key: str, node) -> None:
         reason = node.exit_message or (node.exception or 'excepted or killed').splitlines()[-1]
