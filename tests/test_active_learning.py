@@ -22,7 +22,7 @@ def _loop_builder(qe_dataset, isolated_energies, cah4_primitive, model_cache, ov
     defaults = {
         # iteration 1 takes every frame as a candidate; the labelled ones then calibrate the window
         'trust_window': {'lo': 0.0, 'hi': 1000.0},
-        'label': {'overrides': {'kpoints_distance': 0.6, 'max_concurrent': 2}},  # as the session dataset
+        'label': {'overrides': {'kpoints_distance': 1.0, 'max_concurrent': 2}},  # as the session dataset
         'explore': {
             'overrides': {
                 'max_per_system': 2,
@@ -162,6 +162,52 @@ def test_plots_and_report_of_the_loop(loop_run):
     assert set(plots) == {'history', 'force_parity'}
     for plot in plots.values():
         assert plot.get_content(mode='rb').startswith(PNG_MAGIC)
+
+
+def test_production_takes_committee_templates_and_window_from_the_loop(loop_run):
+    from aiida import orm
+
+    from aiida_polyhydride.workflows.surface_melting import SurfaceMeltingWorkChain
+
+    builder = SurfaceMeltingWorkChain.get_builder_from_protocol(
+        orm.load_code('python@localhost'), None, 'Ca', protocol='fast', active_learning=loop_run
+    )
+    outputs = loop_run.outputs
+    assert {key: model.uuid for key, model in builder.models.items()} == {
+        key: model.uuid for key, model in outputs.models.items()
+    }
+    assert builder.relabel_on_uncertainty.value is True
+    for key in ('training_set', 'validation_set', 'energy_shifts'):
+        assert builder[key].uuid == outputs[key].uuid
+    assert builder.label.pw_base.pw.code.uuid == loop_run.inputs.label.pw_base.pw.code.uuid
+    assert builder.train.train.hyperparameters.uuid == loop_run.inputs.train.train.hyperparameters.uuid
+    # the loop's (calibrated) trust window decides which production frames are uncertain
+    assert builder.analysis['sigma_f_lo'] == outputs.trust_window['lo']
+    assert builder.relabel['hi'] == outputs.trust_window['hi']
+
+
+def test_tutorial_surface_melting_input_uses_the_loop(loop_run, session_shell, aiida_profile):
+    from pathlib import Path
+
+    inputs = Path(__file__).parents[1] / 'docs' / 'tutorials' / 'inputs' / 'cah2-h2-melting.yaml'
+    result = session_shell.cli(
+        'launch', 'surface-melting', '-p', aiida_profile.name, '-i', str(inputs),
+        '--set', f'active_learning={{node: {loop_run.pk}}}', '--dry-run',
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'Valid; nothing submitted (--dry-run).' in result.stdout
+
+
+def test_status_shows_the_loop_state(loop_run, session_shell, aiida_profile):
+    result = session_shell.cli('status', str(loop_run.pk), '-p', aiida_profile.name)
+    assert result.returncode == 0, result.stderr
+    outputs = loop_run.outputs
+    window = outputs.trust_window
+    assert (
+        f'latest state (iteration 2): dataset {len(outputs.training_set)} training + {len(outputs.validation_set)} '
+        f'validation frames, committee of 2, trust window [{window["lo"]:.3f}, {window["hi"]:.3f}) eV/A'
+    ) in result.stdout
+    assert 'iteration 2 of at most 2' in result.stdout
 
 
 def test_continue_from_parent_until_converged(loop_run, qe_dataset, isolated_energies, run_in_daemon):

@@ -3,7 +3,9 @@
 verdi -p polyhydride run workflows/cah2_to_cah4.py -- --committee PK --code python@localhost --protocol fast
 verdi -p polyhydride run workflows/cah2_to_cah4.py -- --committee PK --temperatures 1073 1473 --pressures 20 40
 
-PK: a finished CommitteeWorkChain (or any node with outputs.models.member_0 ...), e.g. the last of active learning.
+PK: a finished ActiveLearningWorkChain (its committee runs the MD; uncertain production frames are relabelled and the
+committee retrained, with the loop's DFT and training settings), or a CommitteeWorkChain (any node with
+outputs.models.member_0 ...: monitoring only).
 """
 
 import argparse
@@ -24,8 +26,13 @@ parser.add_argument('--pressures', type=float, nargs='+', default=[40.0], help='
 parser.add_argument('--length', type=float, default=None, help='production length (ps); default: the protocol')
 arguments = parser.parse_args()
 
-models = dict(orm.load_node(arguments.committee).outputs.models)
+source = orm.load_node(arguments.committee)
+if source.process_label == 'ActiveLearningWorkChain':
+    models, active_learning = None, source
+else:
+    models, active_learning = dict(source.outputs.models), None
 common = {
+    'active_learning': active_learning,
     'metal': arguments.metal,
     'length': arguments.length,
     'protocol': arguments.protocol,

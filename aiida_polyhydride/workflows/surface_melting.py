@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
 from ase import Atoms
 
@@ -32,6 +32,7 @@ from ..analysis.surface_melting import (
 )
 from ..calculations.md import MDCalculation
 from ..data.allegro_potential import AllegroPotentialData
+from ..data.training_set import TrainingSetData
 from ..protocols import protocol_file
 from ..runners.md import InputError, validate_parameters
 from ..structures import PROTOTYPES, slab_h2_interface
@@ -45,6 +46,11 @@ from ..structures._validate import (
     check_positive_int,
     check_seed,
 )
+from .active_learning import grow_dataset
+from .explore import select_frames
+from .label import LabelWorkChain
+from .md import MDBaseWorkChain
+from .train import CommitteeWorkChain
 
 __all__ = (
     'SurfaceMeltingScanWorkChain',
@@ -72,6 +78,15 @@ ANALYSIS_DEFAULTS = {
 #: runner parameters the work chain sets per stage; ``md_parameters`` may not contain them
 MD_SET_BY_WORKCHAIN = ('ensemble', 'temperature_K', 'pressure_GPa', 'n_steps', 'models', 'structure')
 PLOTS = ('uptake', 'order_map', 'density_profiles')
+RELABEL_DEFAULTS = {
+    'max_frames': 8,
+    'max_rounds': 1,
+    'hi': 1.0,
+    'duplicate_tolerance': 0.02,
+    'validation_fraction': 0.1,
+}
+#: inputs that relabel_on_uncertainty needs: the labelling and training templates and the dataset to grow
+RELABEL_INPUTS = ('label', 'train', 'training_set', 'validation_set', 'energy_shifts')
 
 
 # --------------------------------------------------------------------------------------------------- calcfunctions
@@ -283,6 +298,21 @@ def check_analysis(analysis: dict) -> None:
         raise ValueError(f'analysis.max_uncertain_fraction must be between 0 and 1, got {fraction!r}')
 
 
+def check_relabel(relabel: dict) -> None:
+    """ValueError naming the key when a relabelling setting is out of range."""
+    _check_keys(relabel, RELABEL_DEFAULTS, 'relabel')
+    for key in ('max_frames', 'max_rounds'):
+        if key in relabel:
+            check_positive_int(relabel[key], f'relabel.{key}')
+    if 'hi' in relabel:
+        check_positive(relabel['hi'], 'relabel.hi')
+    if 'duplicate_tolerance' in relabel:
+        check_non_negative(relabel['duplicate_tolerance'], 'relabel.duplicate_tolerance')
+    fraction = relabel.get('validation_fraction', 0.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise ValueError(f'relabel.validation_fraction must be in [0, 1), got {fraction!r}')
+
+
 def check_md_parameters(parameters: dict) -> None:
     """InputError naming the key when the runner would refuse ``parameters`` (stage keys are set per stage)."""
     reserved = sorted(set(parameters) & set(MD_SET_BY_WORKCHAIN))
@@ -332,25 +362,92 @@ def _validate_inputs(inputs: dict, namespace) -> str | None:
         missing = sorted({metal, 'H'} - set(model.type_names) - {None})
         if missing:
             return f'models.{key}: has no atom type for {", ".join(missing)} (trained on {model.type_names})'
+    if 'relabel_on_uncertainty' in inputs and inputs['relabel_on_uncertainty'].value:
+        missing = [key for key in RELABEL_INPUTS if not inputs.get(key)]
+        if missing:
+            return (
+                f'relabel_on_uncertainty needs {", ".join(missing)}: the DFT and training templates and the dataset '
+                'the committee was trained on (get_builder_from_protocol(..., active_learning=node) sets them)'
+            )
+        lo = inputs['analysis'].get('sigma_f_lo', ANALYSIS_DEFAULTS['sigma_f_lo']) if 'analysis' in inputs else None
+        hi = inputs['relabel'].get('hi', RELABEL_DEFAULTS['hi']) if 'relabel' in inputs else None
+        if lo is not None and hi is not None and not lo < hi:
+            return f'relabel.hi ({hi} eV/A) must be above analysis.sigma_f_lo ({lo} eV/A)'
     return None
 
 
 # --------------------------------------------------------------------------------------------------- work chains
 
 
-def _common_protocol_inputs(builder, inputs: dict, code: orm.AbstractCode, models: dict, metal: str) -> None:
+def relabel_inputs_from(active_learning: orm.WorkflowNode) -> dict[str, Any]:
+    """What ``relabel_on_uncertainty`` needs, taken from an ActiveLearningWorkChain (finished or not): its labelling
+    and training templates, its final dataset and energy shifts, and its committee and trust window."""
+    from .active_learning import ActiveLearningWorkChain
+
+    if active_learning.process_class is not ActiveLearningWorkChain:
+        raise ValueError(f'active_learning: {active_learning.process_label}<{active_learning.pk}> is not an '
+                         'ActiveLearningWorkChain')  # fmt: skip
+    outputs = active_learning.outputs
+    missing = [key for key in ('models', 'training_set', 'validation_set', 'energy_shifts') if key not in outputs]
+    if missing:
+        raise ValueError(f'active_learning: ActiveLearningWorkChain<{active_learning.pk}> has no {", ".join(missing)} '
+                         'output; continue it (get_builder_from_parent) before production')  # fmt: skip
+    restart = active_learning.get_builder_restart()
+    return {
+        'label': restart.label._inputs(prune=True),
+        'train': restart.train._inputs(prune=True),
+        'training_set': outputs.training_set,
+        'validation_set': outputs.validation_set,
+        'energy_shifts': outputs.energy_shifts,
+        'models': dict(outputs.models),
+        'trust_window': outputs.trust_window.get_dict() if 'trust_window' in outputs else None,
+    }
+
+
+def _common_protocol_inputs(
+    builder,
+    inputs: dict,
+    code: orm.AbstractCode,
+    models: dict | None,
+    metal: str,
+    active_learning: orm.WorkflowNode | None,
+    overrides: dict | None,
+) -> None:
     """Fill the inputs shared by the single run and the scan from protocol ``inputs`` into ``builder``."""
     builder.md.code = code
     builder.md.metadata.options = recursive_merge(dict(builder.md.metadata.options), inputs['options'])
-    builder.models = dict(models)
+    builder.md_restart = {key: orm.to_aiida_type(value) for key, value in inputs['md_restart'].items()}
     builder.metal = orm.Str(metal)
-    for key in ('slab', 'reservoir', 'equilibration', 'md_parameters', 'analysis'):
+    relabel = {**inputs['relabel']}
+    analysis = {**inputs['analysis']}
+    if active_learning is not None:
+        source = relabel_inputs_from(active_learning)
+        for key in RELABEL_INPUTS:
+            builder[key] = source[key]
+        models = models if models is not None else source['models']
+        given = overrides or {}
+        window = source['trust_window']
+        # the loop's (calibrated) trust window says which production frames are uncertain, unless overridden
+        if window and 'sigma_f_lo' not in given.get('analysis', {}):
+            analysis['sigma_f_lo'] = window['lo']
+        if window and 'hi' not in given.get('relabel', {}):
+            relabel['hi'] = window['hi']
+        builder.relabel_on_uncertainty = orm.Bool(given.get('relabel_on_uncertainty', True))
+    else:
+        builder.relabel_on_uncertainty = orm.Bool(inputs['relabel_on_uncertainty'])
+    if models is None:
+        raise ValueError('models: give the committee, or active_learning=<ActiveLearningWorkChain node> to use its')
+    builder.models = dict(models)
+    for key in ('slab', 'reservoir', 'equilibration', 'md_parameters'):
         builder[key] = orm.Dict(inputs[key])
+    builder.analysis = orm.Dict(analysis)
+    builder.relabel = orm.Dict(relabel)
     builder.length = orm.Float(inputs['length'])
 
 
 class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
-    """Slab + dense H2 at (T, P): build, equilibrate (NVT, NPT), production NPT with committee monitoring, analysis."""
+    """Slab + dense H2 at (T, P): build, equilibrate (NVT, NPT), production NPT with committee monitoring, analysis;
+    optionally relabel the production's uncertain frames, retrain the committee and run the production again."""
 
     @classmethod
     def define(cls, spec):
@@ -359,6 +456,8 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
         spec.expose_inputs(MDCalculation, namespace='md',
                            exclude=('structure', 'models', 'parameters', 'parent_folder'),
                            namespace_options={'help': 'Code and scheduler options of the MD runs.'})
+        spec.expose_inputs(MDBaseWorkChain, namespace='md_restart', exclude=('md',),
+                           namespace_options={'help': 'Restart policy of every MD stage (blow-ups, walltime).'})
         spec.input_namespace('models', valid_type=AllegroPotentialData, dynamic=True,
                              help='The committee: member_0 drives the MD, all members are evaluated at every dump.')
         spec.input('metal', valid_type=orm.Str, validator=_validate_metal, help='The metal M of the hydride, e.g. Ca.')
@@ -383,14 +482,42 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
         spec.input('analysis', valid_type=orm.Dict, validator=_dict_validator(check_analysis),
                    default=lambda: orm.Dict(ANALYSIS_DEFAULTS),
                    help=f'Analysis settings (defaults {ANALYSIS_DEFAULTS}); see protocols/surface_melting.yaml.')
+        spec.input('relabel_on_uncertainty', valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help='When the production is extrapolating, label its uncertain frames with DFT, retrain the '
+                        'committee (warm start) on the grown dataset and run the production again.')
+        spec.input('relabel', valid_type=orm.Dict, validator=_dict_validator(check_relabel),
+                   default=lambda: orm.Dict(RELABEL_DEFAULTS),
+                   help='max_frames (per round), max_rounds, hi (eV/A: frames with sigma_F at or above it are not '
+                        'relabelled), duplicate_tolerance, validation_fraction (of the new labels).')
+        spec.expose_inputs(LabelWorkChain, namespace='label', exclude=('structures', 'frames', 'origin'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'DFT labelling template of relabel_on_uncertainty.'})
+        spec.expose_inputs(CommitteeWorkChain, namespace='train',
+                           exclude=('train.training_set', 'train.validation_set', 'train.energy_shifts',
+                                    'parent_models'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Committee training template of relabel_on_uncertainty.'})
+        spec.input('training_set', valid_type=TrainingSetData, required=False,
+                   help='The dataset the committee was trained on (relabel_on_uncertainty grows it).')
+        spec.input('validation_set', valid_type=TrainingSetData, required=False,
+                   help='Its validation frames (relabel_on_uncertainty).')
+        spec.input('energy_shifts', valid_type=orm.Dict, required=False,
+                   help='Per-type energy shifts of the committee (relabel_on_uncertainty).')
         spec.inputs.validator = _validate_inputs
         spec.outline(
             cls.build,
             if_(cls.should_run_nvt)(cls.run_nvt, cls.inspect_nvt),
             if_(cls.should_run_npt)(cls.run_npt, cls.inspect_npt),
-            cls.run_production,
-            cls.inspect_production,
-            cls.analyse,
+            cls.setup_production,
+            while_(cls.should_run_production)(
+                cls.run_production,
+                cls.inspect_production,
+                cls.analyse,
+                if_(cls.should_relabel)(
+                    cls.label_uncertain_frames, cls.inspect_labels,
+                    cls.retrain_committee, cls.inspect_committee,
+                ),
+            ),
             cls.finalize,
         )
         spec.output('interface', valid_type=orm.StructureData, help='The built slab/H2 interface.')
@@ -404,6 +531,14 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
                     help='Final H/M, uptake rate, max molten depth, phase verdict, uncertainty, extrapolating flag.')
         spec.output_namespace('plots', valid_type=orm.SinglefileData, required=False,
                               help=f'PNG figures: {", ".join(PLOTS)}.')
+        spec.output_namespace('earlier_summaries', valid_type=orm.Dict, required=False, dynamic=True,
+                              help='round_<n>: the summary of each production run that was relabelled and rerun.')
+        spec.output_namespace('models', valid_type=AllegroPotentialData, required=False, dynamic=True,
+                              help='The retrained committee (after relabel_on_uncertainty).')
+        spec.output('training_set', valid_type=TrainingSetData, required=False,
+                    help='The grown training set (after relabel_on_uncertainty).')
+        spec.output('validation_set', valid_type=TrainingSetData, required=False,
+                    help='The grown validation set (after relabel_on_uncertainty).')
         spec.exit_code(401, 'ERROR_EQUILIBRATION_FAILED',
                        message='The {stage} equilibration MD<{pk}> failed: {reason}. Check the models on this system '
                        '(blow-ups: a shorter timestep_fs, a lower temperature, or more training data).')
@@ -412,6 +547,16 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(403, 'ERROR_PRODUCTION_INCOMPLETE',
                        message='The production MD<{pk}> stopped early ({reason}); the frames it dumped are analysed '
                        'and output. Continue it from its remote_folder or rerun with a shorter time step.')
+        spec.exit_code(404, 'ERROR_NOTHING_TO_RELABEL',
+                       message='Round {round}: no production frame has sigma_F in [{lo}, {hi}) eV/A to relabel (all '
+                       'above relabel.hi: the committee is far outside its domain; run the active-learning loop at '
+                       'these conditions). The production results are output.')
+        spec.exit_code(405, 'ERROR_RELABELLING_FAILED',
+                       message='Round {round}: no uncertain frame could be labelled ({reason}); the production '
+                       'results are output.')
+        spec.exit_code(406, 'ERROR_RETRAINING_FAILED',
+                       message='Round {round}: fewer than two committee members retrained ({reason}); the production '
+                       'results and the grown dataset are output.')
         # fmt: on
 
     @classmethod
@@ -422,25 +567,29 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
     def get_builder_from_protocol(
         cls,
         code: orm.AbstractCode,
-        models: dict[str, AllegroPotentialData],
+        models: dict[str, AllegroPotentialData] | None = None,
         metal: str = 'Ca',
         temperature: float | None = None,
         pressure: float | None = None,
         length: float | None = None,
         protocol: str | None = None,
         overrides: dict[str, Any] | None = None,
+        active_learning: orm.WorkflowNode | None = None,
     ):
         """Builder for one (T in K, P in GPa) run of ``length`` ps; protocol fast / moderate / precise.
 
-        ``overrides`` override protocol keys (slab, reservoir, equilibration, md_parameters, analysis, options,
-        temperature, pressure, length); explicit ``temperature``, ``pressure`` and ``length`` win over both.
+        ``overrides`` override protocol keys (slab, reservoir, equilibration, md_parameters, md_restart, analysis,
+        relabel, relabel_on_uncertainty, options, temperature, pressure, length); explicit ``temperature``,
+        ``pressure`` and ``length`` win over both. ``active_learning``: an ActiveLearningWorkChain whose committee
+        runs the MD (when ``models`` is None) and whose labelling/training templates, dataset and trust window
+        serve ``relabel_on_uncertainty`` (switched on).
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         for key, value in (('temperature', temperature), ('pressure', pressure), ('length', length)):
             if value is not None:
                 inputs[key] = value
         builder = cls.get_builder()
-        _common_protocol_inputs(builder, inputs, code, models, metal)
+        _common_protocol_inputs(builder, inputs, code, models, metal, active_learning, overrides)
         builder.temperature = orm.Float(inputs['temperature'])
         builder.pressure = orm.Float(inputs['pressure'])
         return builder
@@ -461,7 +610,8 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
         return self.inputs.equilibration.get('npt_ps', 0.0) > 0
 
     def _submit_md(self, stage: str, ensemble: str, length_ps: float):
-        """One MD stage from ``ctx.structure`` at the work chain's T (and P for npt), ``length_ps`` long."""
+        """One MD stage (MDBaseWorkChain) from ``ctx.structure`` with ``ctx.models`` at the work chain's T (and P for
+        npt), ``length_ps`` long."""
         inputs = AttributeDict(self.exposed_inputs(MDCalculation, namespace='md'))
         parameters = self.inputs.md_parameters.get_dict()
         parameters.update(
@@ -472,11 +622,14 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
         )
         inputs.parameters = orm.Dict(parameters)
         inputs.structure = self.ctx.structure
-        inputs.models = dict(self.inputs.models)
+        inputs.models = dict(self.ctx.get('models', self.inputs.models))
         label = f'{stage} {self.inputs.temperature.value} K {self.inputs.pressure.value} GPa'
-        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': stage, 'label': label}
-        node = self.submit(MDCalculation, **inputs)
-        self.report(f'{stage}: {ensemble} {length_ps} ps, {parameters["n_steps"]} steps, MD<{node.pk}>')
+        inputs.metadata = {**inputs.get('metadata', {}), 'label': label}
+        restart = AttributeDict(self.exposed_inputs(MDBaseWorkChain, namespace='md_restart'))
+        restart.md = inputs
+        restart.metadata = {**restart.get('metadata', {}), 'call_link_label': stage, 'label': label}
+        node = self.submit(MDBaseWorkChain, **restart)
+        self.report(f'{stage}: {ensemble} {length_ps} ps, {parameters["n_steps"]} steps, MDBaseWorkChain<{node.pk}>')
         return ToContext(**{stage: node})
 
     def _continue_from(self, stage: str):
@@ -501,20 +654,39 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
     def inspect_npt(self):
         return self._continue_from('npt')
 
-    def run_production(self):
+    def setup_production(self):
+        """Every production round starts from the equilibrated structure; round 1 with the input committee."""
         if self.ctx.structure.pk != self.ctx.interface.pk:
             self.out('equilibrated_structure', self.ctx.structure)
-        return self._submit_md('production', 'npt', self.inputs.length.value)
+        self.ctx.models = dict(self.inputs.models)
+        self.ctx.round = 0
+        self.ctx.run_production = True
+        self.ctx.results = None  # the analysed outputs of the latest production round
+        self.ctx.earlier_summaries = {}
+        self.ctx.training_set = self.inputs.get('training_set')
+        self.ctx.validation_set = self.inputs.get('validation_set')
+
+    def should_run_production(self) -> bool:
+        return self.ctx.run_production
+
+    def run_production(self):
+        self.ctx.round += 1
+        self.ctx.run_production = False
+        stage = 'production' if self.ctx.round == 1 else f'production_{self.ctx.round}'
+        self.ctx.stage = stage
+        return self._submit_md(stage, 'npt', self.inputs.length.value)
 
     def inspect_production(self):
-        node = self.ctx.production
+        node = self.ctx[self.ctx.stage]
         reason = node.exit_message or f'exit status {node.exit_status}'
         if 'trajectory' not in node.outputs or node.outputs.trajectory.numsteps < 2:
+            self._output_results()
             return self.exit_codes.ERROR_PRODUCTION_FAILED.format(pk=node.pk, reason=reason)
-        self.out('trajectory', node.outputs.trajectory)
+        self.ctx.incomplete = None
         if not node.is_finished_ok:
             self.ctx.incomplete = self.exit_codes.ERROR_PRODUCTION_INCOMPLETE.format(pk=node.pk, reason=reason)
-            self.report(f'production MD<{node.pk}> stopped early ({reason}): analysing the frames it dumped')
+            self.report(f'{self.ctx.stage} MDBaseWorkChain<{node.pk}> stopped early ({reason}): analysing the frames '
+                        'it dumped')  # fmt: skip
         return None
 
     def analyse(self):
@@ -526,25 +698,141 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
             'temperature_K': self.inputs.temperature.value,
             'pressure_GPa': self.inputs.pressure.value,
         }
-        result = analyse_surface_melting(self.ctx.production.outputs.trajectory, orm.Dict(settings))
-        self.out('analysis', result['analysis'])
-        self.out('summary', result['summary'])
-        for name, node in plot_surface_melting(result['analysis'], result['summary']).items():
-            self.out(f'plots.{name}', node)
+        trajectory = self.ctx[self.ctx.stage].outputs.trajectory
+        result = analyse_surface_melting(trajectory, orm.Dict(settings))
+        if self.ctx.results is not None:
+            self.ctx.earlier_summaries[f'round_{self.ctx.round - 1}'] = self.ctx.results['summary']
+        self.ctx.results = {
+            'trajectory': trajectory,
+            'analysis': result['analysis'],
+            'summary': result['summary'],
+            'plots': plot_surface_melting(result['analysis'], result['summary']),
+        }
         summary = result['summary']
         self.report(
-            f'H/M {summary["initial_h_per_metal"]:.3f} -> {summary["final_h_per_metal"]:.3f}, max molten depth '
-            f'{summary["max_molten_depth_A"]:.1f} A, phase {summary["phase"]}'
+            f'round {self.ctx.round}: H/M {summary["initial_h_per_metal"]:.3f} -> {summary["final_h_per_metal"]:.3f}, '
+            f'max molten depth {summary["max_molten_depth_A"]:.1f} A, phase {summary["phase"]}'
         )
         if summary['extrapolating']:
             uncertainty = summary['uncertainty']
+            advice = (
+                'relabelling them'
+                if self.should_relabel()
+                else 'add these conditions to the active-learning loop before trusting the numbers'
+            )
             self.report(
                 f'WARNING extrapolating: {summary["uncertainty_fraction"]:.0%} of the frames have sigma_F >= '
-                f'{uncertainty["sigma_f_lo"]} eV/A (allowed {uncertainty["max_uncertain_fraction"]:.0%}): '
-                'add these conditions to the active-learning loop before trusting the numbers'
+                f'{uncertainty["sigma_f_lo"]:.3f} eV/A (allowed {uncertainty["max_uncertain_fraction"]:.0%}): {advice}'
             )
 
+    def should_relabel(self) -> bool:
+        rounds = self.inputs.relabel.get('max_rounds', RELABEL_DEFAULTS['max_rounds'])
+        return (
+            self.inputs.relabel_on_uncertainty.value
+            and self.ctx.results['summary']['extrapolating']
+            and self.ctx.round <= rounds
+        )
+
+    def label_uncertain_frames(self):
+        """Uncertain production frames (lo <= sigma_F < hi), diverse and capped as the exploration selects them."""
+        relabel = {**RELABEL_DEFAULTS, **self.inputs.relabel.get_dict()}
+        lo = self.inputs.analysis.get('sigma_f_lo', ANALYSIS_DEFAULTS['sigma_f_lo'])
+        settings = {
+            'lo': lo,
+            'hi': relabel['hi'],
+            'max_per_system': relabel['max_frames'],
+            'max_total': relabel['max_frames'],
+            'duplicate_tolerance': relabel['duplicate_tolerance'],
+            'r_max': min(model.r_max for model in self.ctx.models.values()),
+            'iteration': self.ctx.round,
+        }
+        conditions = {
+            'system': 'interface',
+            'temperature_K': self.inputs.temperature.value,
+            'pressure_GPa': self.inputs.pressure.value,
+        }
+        selection = select_frames(
+            orm.Dict(settings), trajectory_0=self.ctx.results['trajectory'], conditions_0=orm.Dict(conditions)
+        )
+        if 'candidates' not in selection:
+            self._output_results()
+            return self.exit_codes.ERROR_NOTHING_TO_RELABEL.format(round=self.ctx.round, lo=lo, hi=relabel['hi'])
+        inputs = AttributeDict(self.exposed_inputs(LabelWorkChain, namespace='label'))
+        inputs.frames = selection['candidates']
+        inputs.metadata = {'call_link_label': f'label_{self.ctx.round}'}
+        node = self.submit(LabelWorkChain, **inputs)
+        self.report(
+            f'round {self.ctx.round}: labelling {len(inputs.frames)} uncertain frames: LabelWorkChain<{node.pk}>'
+        )
+        return ToContext(labelling=node)
+
+    def inspect_labels(self):
+        node = self.ctx.labelling
+        if 'dataset' not in node.outputs:
+            self._output_results()
+            return self.exit_codes.ERROR_RELABELLING_FAILED.format(
+                round=self.ctx.round, reason=node.exit_message or f'exit status {node.exit_status}'
+            )
+        fraction = self.inputs.relabel.get('validation_fraction', RELABEL_DEFAULTS['validation_fraction'])
+        before = len(self.ctx.training_set) + len(self.ctx.validation_set)
+        grown = grow_dataset(
+            self.ctx.training_set,
+            self.ctx.validation_set,
+            node.outputs.dataset,
+            orm.Dict({'validation_fraction': fraction, 'seed': self.ctx.round}),
+        )
+        self.ctx.training_set, self.ctx.validation_set = grown['training_set'], grown['validation_set']
+        self.report(
+            f'round {self.ctx.round}: {len(node.outputs.dataset)} labelled, '
+            f'{len(self.ctx.training_set) + len(self.ctx.validation_set) - before} new to the dataset; dataset '
+            f'{len(self.ctx.training_set)} training + {len(self.ctx.validation_set)} validation frames'
+        )
+        return None
+
+    def retrain_committee(self):
+        inputs = AttributeDict(self.exposed_inputs(CommitteeWorkChain, namespace='train'))
+        inputs.train = AttributeDict(inputs.train)
+        inputs.train.training_set = self.ctx.training_set
+        inputs.train.validation_set = self.ctx.validation_set
+        inputs.train.energy_shifts = self.inputs.energy_shifts
+        previous = [self.ctx.models[key] for key in sorted(self.ctx.models)]
+        size = inputs.committee_size.value if 'committee_size' in inputs else len(previous)
+        inputs.committee_size = orm.Int(size)
+        # warm start: member i fine-tunes member i (cyclically when the committees differ in size)
+        inputs.parent_models = {f'member_{index}': previous[index % len(previous)] for index in range(size)}
+        inputs.metadata = {'call_link_label': f'train_{self.ctx.round}'}
+        node = self.submit(CommitteeWorkChain, **inputs)
+        self.report(f'round {self.ctx.round}: retraining the committee (warm start): CommitteeWorkChain<{node.pk}>')
+        return ToContext(committee=node)
+
+    def inspect_committee(self):
+        node = self.ctx.committee
+        models = dict(node.outputs.models) if 'models' in node.outputs else {}
+        if len(models) < 2:
+            self._output_results()
+            return self.exit_codes.ERROR_RETRAINING_FAILED.format(round=self.ctx.round, reason=node.exit_message)
+        self.ctx.models = models
+        self.ctx.run_production = True
+        self.report(f'round {self.ctx.round}: production again with the retrained committee')
+        return None
+
+    def _output_results(self) -> None:
+        """Output the latest analysed production and what relabelling produced (on every exit path)."""
+        results = self.ctx.results
+        if results is not None:
+            for key in ('trajectory', 'analysis', 'summary'):
+                self.out(key, results[key])
+            self.out('plots', dict(results['plots']))
+        if self.ctx.earlier_summaries:
+            self.out('earlier_summaries', self.ctx.earlier_summaries)
+        if 'training_set' in self.inputs and self.ctx.training_set.uuid != self.inputs.training_set.uuid:
+            self.out('training_set', self.ctx.training_set)
+            self.out('validation_set', self.ctx.validation_set)
+        if self.ctx.round > 1:  # a later round runs only with a retrained committee
+            self.out('models', self.ctx.models)
+
     def finalize(self):
+        self._output_results()
         return self.ctx.get('incomplete')
 
 
@@ -589,20 +877,22 @@ class SurfaceMeltingScanWorkChain(ProtocolMixin, WorkChain):
     def get_builder_from_protocol(
         cls,
         code: orm.AbstractCode,
-        models: dict[str, AllegroPotentialData],
+        models: dict[str, AllegroPotentialData] | None,
         temperatures: list[float],
         pressures: list[float],
         metal: str = 'Ca',
         length: float | None = None,
         protocol: str | None = None,
         overrides: dict[str, Any] | None = None,
+        active_learning: orm.WorkflowNode | None = None,
     ):
-        """Builder for the grid ``temperatures`` (K) x ``pressures`` (GPa); the protocol as SurfaceMeltingWorkChain."""
+        """Builder for the grid ``temperatures`` (K) x ``pressures`` (GPa); the protocol, ``overrides`` and
+        ``active_learning`` as SurfaceMeltingWorkChain.get_builder_from_protocol."""
         inputs = cls.get_protocol_inputs(protocol, overrides)
         if length is not None:
             inputs['length'] = length
         builder = cls.get_builder()
-        _common_protocol_inputs(builder.single, inputs, code, models, metal)
+        _common_protocol_inputs(builder.single, inputs, code, models, metal, active_learning, overrides)
         builder.temperatures = orm.List([float(value) for value in temperatures])
         builder.pressures = orm.List([float(value) for value in pressures])
         return builder
