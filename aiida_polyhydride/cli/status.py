@@ -62,7 +62,9 @@ def render_status(process, report_lines: int = 10) -> str:
     bar = progress_bar(process, called)
     if bar:
         lines.append(bar)
+    lines.extend(_loop_state_lines(process))
     lines.extend(_ratios_lines(process, descendants))
+    lines.extend(_summary_lines(process))
     lines.extend(_history_lines(process))
     lines.extend(_called_lines(called))
     lines.extend(_report_lines(process, descendants, report_lines))
@@ -103,10 +105,11 @@ def progress_bar(process, called: list | None = None) -> str | None:
 
 
 def current_iteration(process, called: list | None = None) -> int | None:
-    """The iteration: the `iteration` extra, else the entries of a `history` output, else the explorations called."""
-    extra = process.base.extras.get('iteration', None)
-    if isinstance(extra, int):
-        return extra
+    """The iteration: the active-learning state's, else the entries of a `history` output, else the explorations
+    called."""
+    state = _loop_state(process)
+    if isinstance(state.get('iteration'), int):
+        return state['iteration']
     history = _output(process, 'history')
     if history is not None:
         iterations = history.get('iterations')
@@ -166,6 +169,48 @@ def _ratios_lines(process, descendants: list) -> list[str]:
         frames = f' of {ratio["n_frames"]} frames' if 'n_frames' in ratio else ''
         lines.append(f'  {system:<28} {counts}{frames}')
     return lines
+
+
+def _loop_state(process) -> dict:
+    """The active-learning loop's pointer to its latest dataset, committee and window ({} for other processes)."""
+    from ..workflows.active_learning import STATE_EXTRA
+
+    state = process.base.extras.get(STATE_EXTRA, None)
+    return state if isinstance(state, dict) else {}
+
+
+def _loop_state_lines(process) -> list[str]:
+    """Iteration, dataset, committee and trust window of a running (or stopped) active-learning loop."""
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    state = _loop_state(process)
+    if not state:
+        return []
+    try:
+        training, validation = orm.load_node(state['training_set']), orm.load_node(state['validation_set'])
+        window = orm.load_node(state['trust_window'])
+    except (KeyError, NotExistent):
+        return []
+    return [
+        f'latest state (iteration {state.get("iteration")}): dataset {len(training)} training + {len(validation)} '
+        f'validation frames, committee of {len(state.get("models", {}))}, trust window [{window["lo"]:.3f}, '
+        f'{window["hi"]:.3f}) eV/A'
+    ]
+
+
+def _summary_lines(process) -> list[str]:
+    """The headline numbers of a surface-melting run's summary."""
+    summary = _output(process, 'summary')
+    if summary is None or 'final_h_per_metal' not in summary.get_dict():
+        return []
+    flag = ', extrapolating' if summary.get('extrapolating') else ''
+    return [
+        f'summary (Dict<{summary.pk}>): H/M {summary["initial_h_per_metal"]:.3f} -> '
+        f'{summary["final_h_per_metal"]:.3f}, max molten depth {summary["max_molten_depth_A"]:.1f} A, '
+        f'phase {summary["phase"]}, '
+        f'{summary["uncertainty_fraction"]:.0%} of frames uncertain{flag}'
+    ]
 
 
 def _history_lines(process) -> list[str]:
