@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+TUTORIAL_INPUTS = Path(__file__).parents[1] / 'docs' / 'tutorials' / 'inputs'
 
 BAD_INPUT = [
     (['--metal', 'Xx'], "metal: 'Xx' is not a chemical element"),
@@ -61,6 +65,17 @@ def test_yaml_values_are_validated_and_options_override_them(session_shell, aiid
         'launch', 'active-learning', '-p', aiida_profile.name, '-i', str(inputs), '--metal', 'Qq', '--dry-run'
     )
     assert_one_clear_line(result, "metal: 'Qq' is not a chemical element")
+
+
+@pytest.mark.parametrize(
+    ('workflow', 'filename'), [('active-learning', 'cah-active-learning.yaml'), ('enthalpy', 'cah-enthalpy.yaml')]
+)
+def test_tutorial_inputs_are_valid(session_shell, aiida_profile, localhost_setup, workflow, filename):
+    result = session_shell.cli(
+        'launch', workflow, '-p', aiida_profile.name, '-i', str(TUTORIAL_INPUTS / filename), '--dry-run'
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'Valid; nothing submitted (--dry-run).' in result.stdout
 
 
 def test_unknown_profile_gives_one_clear_line(session_shell):
