@@ -35,7 +35,6 @@ def aiida_profile(aiida_config, aiida_profile_factory):
             broker_backend='core.rabbitmq',
         ) as profile:
             aiida_config.set_option('warnings.rabbitmq_version', False, scope=name)
-            aiida_config.set_option('runner.poll.interval', 1, scope=name)
             aiida_config.set_option('daemon.timeout', 30, scope=name)  # stop/start on a loaded 2-core machine
             aiida_config.store()
             yield profile
@@ -163,7 +162,7 @@ def qe_dataset(localhost_setup, run_in_daemon):
         orm.load_code('pw@localhost'),
         [orm.StructureData(ase=frame) for frame in tiny_ca_h_frames()],
         protocol='fast',
-        overrides={'max_concurrent': 2, 'kpoints_distance': 0.6},
+        overrides={'max_concurrent': 2, 'kpoints_distance': 1.0},  # ~2x2x2 meshes: labels for machinery, not physics
     )
     node = run_in_daemon(builder)
     assert node.is_finished_ok, node.exit_message

@@ -37,14 +37,31 @@ def md_calculations(node):
     return sorted((child for child in node.called if child.process_label == 'MDCalculation'), key=lambda n: n.pk)
 
 
-def test_blowup_is_cured_by_a_shorter_time_step(
-    tiny_committee, compiled_committee, cah4_primitive, model_cache, run_in_daemon
-):
+@pytest.fixture(scope='module')
+def restart_runs(tiny_committee, compiled_committee, cah4_primitive, model_cache, daemon_client):
+    """The three restart cases submitted together (each is a chain of short single-core jobs), awaited together."""
+    from aiida.engine import submit
+
+    cell = cah4_primitive * (2, 2, 1)
+    cured = md_base_builder(tiny_committee, cell, model_cache, timestep_fs=8.0, n_steps=25, dump_every=5)
+    cured.max_timestep_halvings = 2
+    not_cured = md_base_builder(tiny_committee, cell, model_cache, timestep_fs=8.0, n_steps=25, dump_every=1)
+    not_cured.max_timestep_halvings = 1
+    committee_stop = md_base_builder(tiny_committee, cell, model_cache,
+                                     timestep_fs=0.5, n_steps=50, dump_every=5,
+                                     sigma_f_failed=1e-4, max_consecutive_failed=2)  # fmt: skip
+    if not daemon_client.is_daemon_running:
+        daemon_client.start_daemon()
+    nodes = {'cured': submit(cured), 'not_cured': submit(not_cured), 'committee_stop': submit(committee_stop)}
+    deadline = time.monotonic() + 1800
+    while not all(node.is_terminated for node in nodes.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return nodes
+
+
+def test_blowup_is_cured_by_a_shorter_time_step(restart_runs):
     """8 fs explodes within a few steps (M-H closer than 0.8 A), 4 fs within ~20, 2 fs holds: two halvings."""
-    builder = md_base_builder(tiny_committee, cah4_primitive * (2, 2, 1), model_cache,
-                              timestep_fs=8.0, n_steps=25, dump_every=5)  # fmt: skip
-    builder.max_timestep_halvings = 2
-    node = run_in_daemon(builder, timeout=1800)
+    node = restart_runs['cured']
     assert node.is_finished_ok, node.exit_message
     calculations = md_calculations(node)
     assert [calc.inputs.parameters['timestep_fs'] for calc in calculations] == [8.0, 4.0, 2.0]
@@ -57,13 +74,8 @@ def test_blowup_is_cured_by_a_shorter_time_step(
     assert 'parent_folder' not in calculations[-1].inputs  # a retry starts again from the structure
 
 
-def test_blowup_not_cured_outputs_the_partial_trajectory(
-    tiny_committee, compiled_committee, cah4_primitive, model_cache, run_in_daemon
-):
-    builder = md_base_builder(tiny_committee, cah4_primitive * (2, 2, 1), model_cache,
-                              timestep_fs=8.0, n_steps=25, dump_every=1)  # fmt: skip
-    builder.max_timestep_halvings = 1
-    node = run_in_daemon(builder, timeout=1800)
+def test_blowup_not_cured_outputs_the_partial_trajectory(restart_runs):
+    node = restart_runs['not_cured']
     assert node.exit_status == 410, node.exit_message
     assert '4.0 fs' in node.exit_message
     calculations = md_calculations(node)
@@ -74,12 +86,9 @@ def test_blowup_not_cured_outputs_the_partial_trajectory(
     assert len(node.outputs.trajectory.get_stepids()) >= 2
 
 
-def test_committee_stop_is_not_retried(tiny_committee, compiled_committee, cah4_primitive, model_cache, run_in_daemon):
+def test_committee_stop_is_not_retried(restart_runs):
     """The two members always disagree by more than 1e-4 eV/A: a shorter time step would not help."""
-    builder = md_base_builder(tiny_committee, cah4_primitive * (2, 2, 1), model_cache,
-                              timestep_fs=0.5, n_steps=50, dump_every=5,
-                              sigma_f_failed=1e-4, max_consecutive_failed=2)  # fmt: skip
-    node = run_in_daemon(builder, timeout=1800)
+    node = restart_runs['committee_stop']
     assert node.exit_status == 411, node.exit_message
     assert len(md_calculations(node)) == 1
     assert node.outputs.result['blowup_trigger'] == 'committee'

@@ -58,7 +58,6 @@ def setup_profile(
         broker_backend=broker_backend,
         broker_config=broker_config,
     )
-    config.set_option('runner.poll.interval', 1, scope=name)
     if postgres:
         # Debian 12 ships RabbitMQ 3.10; the consumer timeout is lifted in the server's advanced.config instead.
         config.set_option('warnings.rabbitmq_version', False, scope=name)
