@@ -6,7 +6,8 @@ import pytest
 
 
 @pytest.fixture(scope='module')
-def explore_run(tiny_committee, cah4_primitive, model_cache, run_in_daemon):
+def explore_run(tiny_committee, compiled_committee, cah4_primitive, model_cache, run_in_daemon):
+    # compiled_committee: both members compiled at once into the cache before the MD jobs look for them there
     from aiida import orm
 
     from aiida_polyhydride.workflows.explore import ExploreWorkChain

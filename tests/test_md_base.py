@@ -37,9 +37,15 @@ def md_calculations(node):
     return sorted((child for child in node.called if child.process_label == 'MDCalculation'), key=lambda n: n.pk)
 
 
+WALLTIME_STEPS, WALLTIME_DUMP = 1000, 50
+
+
 @pytest.fixture(scope='module')
 def restart_runs(tiny_committee, compiled_committee, cah4_primitive, model_cache, daemon_client):
-    """The three restart cases submitted together (each is a chain of short single-core jobs), awaited together."""
+    """The four restart cases submitted together (each is a chain of short single-core jobs), awaited together.
+
+    The walltime case: SIGTERM to its first run once that has dumped a frame, as SLURM sends at the time limit.
+    """
     from aiida.engine import submit
 
     cell = cah4_primitive * (2, 2, 1)
@@ -50,13 +56,30 @@ def restart_runs(tiny_committee, compiled_committee, cah4_primitive, model_cache
     committee_stop = md_base_builder(tiny_committee, cell, model_cache,
                                      timestep_fs=0.5, n_steps=50, dump_every=5,
                                      sigma_f_failed=1e-4, max_consecutive_failed=2)  # fmt: skip
+    walltime = md_base_builder(tiny_committee, cah4_primitive * (2, 1, 1), model_cache,
+                               timestep_fs=0.5, n_steps=WALLTIME_STEPS, dump_every=WALLTIME_DUMP)  # fmt: skip
     if not daemon_client.is_daemon_running:
         daemon_client.start_daemon()
-    nodes = {'cured': submit(cured), 'not_cured': submit(not_cured), 'committee_stop': submit(committee_stop)}
-    deadline = time.monotonic() + 1800
+    builders = {'cured': cured, 'not_cured': not_cured, 'committee_stop': committee_stop, 'walltime': walltime}
+    nodes = {name: submit(builder) for name, builder in builders.items()}
+    deadline, signalled = time.monotonic() + 1800, False
     while not all(node.is_terminated for node in nodes.values()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return nodes
+        signalled = signalled or _signal_first_run(nodes['walltime'])
+        time.sleep(0.2)
+    return {**nodes, 'signalled': signalled}
+
+
+def _signal_first_run(node) -> bool:
+    """SIGTERM to the runner of ``node``'s first MDCalculation once its first frame is written; True if sent."""
+    calculations = md_calculations(node)
+    if not calculations or not calculations[0].get_remote_workdir():
+        return False
+    if not Path(calculations[0].get_remote_workdir(), 'trajectory.extxyz').is_file():
+        return False
+    runners = _runner_processes(calculations[0])
+    for process in runners:  # the first dump is written: the run is under way
+        process.send_signal(signal.SIGTERM)
+    return bool(runners)
 
 
 def test_blowup_is_cured_by_a_shorter_time_step(restart_runs):
@@ -108,44 +131,22 @@ def _runner_processes(calculation):
         return []
 
 
-def test_run_stopped_at_walltime_continues_from_its_checkpoint(
-    tiny_committee, compiled_committee, cah4_primitive, model_cache, daemon_client
-):
+def test_run_stopped_at_walltime_continues_from_its_checkpoint(restart_runs):
     """SIGTERM to the running job, as SLURM sends at the time limit: checkpoint, exit 330, then a second run in a new
     folder continues from the checkpoint (parent_folder) to the requested step count, with no step twice."""
-    from aiida.engine import submit
-
-    n_steps, dump_every = 1000, 50
-    builder = md_base_builder(tiny_committee, cah4_primitive * (2, 1, 1), model_cache,
-                              timestep_fs=0.5, n_steps=n_steps, dump_every=dump_every)  # fmt: skip
-    if not daemon_client.is_daemon_running:
-        daemon_client.start_daemon()
-    node = submit(builder)
-    deadline, signalled = time.monotonic() + 1800, False
-    while not signalled and time.monotonic() < deadline and not node.is_terminated:
-        calculations = md_calculations(node)
-        if calculations and calculations[0].get_remote_workdir():
-            started = Path(calculations[0].get_remote_workdir(), 'trajectory.extxyz').is_file()
-            runners = _runner_processes(calculations[0]) if started else []
-            for process in runners:  # the first dump is written: the run is under way
-                process.send_signal(signal.SIGTERM)
-                signalled = True
-        time.sleep(0.2)
-    assert signalled, 'the first run never started or finished before it could be signalled'
-    while not node.is_terminated and time.monotonic() < deadline:
-        time.sleep(0.5)
-
+    assert restart_runs['signalled'], 'the first run never started or finished before it could be signalled'
+    node = restart_runs['walltime']
     assert node.is_finished_ok, node.exit_message
     first, second = md_calculations(node)
     assert first.exit_status == 330 and first.outputs.result['status'] == 'interrupted'
     stopped_at = first.outputs.result['n_steps_done']
-    assert 0 < stopped_at < n_steps
+    assert 0 < stopped_at < WALLTIME_STEPS
     assert second.inputs.parent_folder.uuid == first.outputs.remote_folder.uuid
     result = second.outputs.result
     assert result['restarted_from_step'] == stopped_at
-    assert result['n_steps_done'] == n_steps and result['n_steps_this_run'] == n_steps - stopped_at
-    assert list(node.outputs.trajectory.get_stepids()) == list(range(0, n_steps + 1, dump_every))
-    assert list(node.outputs.deviations.get_array('step')) == list(range(0, n_steps + 1, dump_every))
+    assert result['n_steps_done'] == WALLTIME_STEPS and result['n_steps_this_run'] == WALLTIME_STEPS - stopped_at
+    assert list(node.outputs.trajectory.get_stepids()) == list(range(0, WALLTIME_STEPS + 1, WALLTIME_DUMP))
+    assert list(node.outputs.deviations.get_array('step')) == list(range(0, WALLTIME_STEPS + 1, WALLTIME_DUMP))
 
 
 def test_halved_timestep_keeps_simulated_time_and_couplings():
