@@ -100,6 +100,44 @@ def user_shell(tmp_path):
         shell.verdi('-p', profile, 'daemon', 'stop')
 
 
+class BackgroundDemo:
+    """``aiida-polyhydride demo`` running as a user would, in its own config directory, profile and daemon."""
+
+    def __init__(self, home: Path):
+        self.shell = UserShell(home)
+        self.output = home / 'plots'
+        self.stdout, self.stderr = home / 'demo.stdout', home / 'demo.stderr'
+        command = [str(self.shell.bin / 'aiida-polyhydride'), 'demo', '--output-dir', str(self.output)]
+        with self.stdout.open('w') as stdout, self.stderr.open('w') as stderr:  # files: a full pipe would block it
+            self.process = subprocess.Popen(command, env=self.shell.env, stdout=stdout, stderr=stderr)
+
+    def result(self, timeout: float) -> subprocess.CompletedProcess:
+        """Wait for the demo; its exit code and output as subprocess.run gives them."""
+        self.process.wait(timeout=timeout)
+        stdout, stderr = self.stdout.read_text(), self.stderr.read_text()
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, stdout, stderr)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.shell.verdi('-p', 'polyhydride', 'daemon', 'stop')
+
+
+@pytest.fixture(scope='session', autouse=True)
+def demo_in_background(request, tmp_path_factory):
+    """When test_demo is selected, the demo starts before the first test: it needs nothing from this session (its own
+    profile, daemon and processes), so it fills the CPU the other tests leave idle instead of running after them."""
+    if not any(item.path.name == 'test_demo.py' for item in request.session.items):
+        yield None
+        return
+    demo = BackgroundDemo(tmp_path_factory.mktemp('demo_user'))
+    try:
+        yield demo
+    finally:
+        demo.stop()
+
+
 @pytest.fixture(scope='session')
 def session_shell(aiida_profile):
     """A user's shell on the session's profile (its config directory): the CLI sees the nodes the fixtures made.

@@ -1,5 +1,8 @@
 """`aiida-polyhydride demo` (what `make demo` runs) on the embedded default: SQLite + ZeroMQ daemon, real pw.x,
-real Allegro committees, MD with the committee: active learning on Ca-H, then surface melting with its committee."""
+real Allegro committees, MD with the committee: active learning on Ca-H, then surface melting with its committee.
+
+The demo runs as a user runs it (a separate process, config directory and daemon), started by the session fixture
+``demo_in_background`` before the first test."""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from pathlib import Path
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
-def test_demo_runs_active_learning_then_surface_melting(user_shell, tmp_path):
-    output = tmp_path / 'plots'
-    result = user_shell.cli('demo', '--output-dir', str(output), timeout=2400)
+def test_demo_runs_active_learning_then_surface_melting(demo_in_background):
+    # started by conftest before the first test of the session (it shares nothing with them)
+    user_shell, output = demo_in_background.shell, demo_in_background.output
+    result = demo_in_background.result(timeout=2400)
     stdout = result.stdout
     assert result.returncode == 0, stdout + result.stderr
     assert 'storage core.sqlite_dos, broker core.zeromq' in stdout
