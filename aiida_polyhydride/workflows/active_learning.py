@@ -32,7 +32,7 @@ from ..setup.pseudos import DEFAULT_FAMILY
 from ..structures import domain
 from .explore import ExploreWorkChain
 from .label import LabelWorkChain
-from .train import CommitteeWorkChain
+from .train import CommitteeWorkChain, warm_start_parents
 
 __all__ = (
     'ActiveLearningWorkChain',
@@ -485,11 +485,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         inputs.train.training_set = self.ctx.training_set
         inputs.train.validation_set = self.ctx.validation_set
         inputs.train.energy_shifts = self.ctx.energy_shifts
-        previous = [self.ctx.models[key] for key in sorted(self.ctx.models)]
-        if previous:  # warm start: member i fine-tunes member i (cyclically when fewer survived)
-            inputs.parent_models = {
-                f'member_{index}': previous[index % len(previous)] for index in range(inputs.committee_size.value)
-            }
+        previous = self.ctx.models
+        if previous:  # warm start from the previous committee (cyclically when fewer members survived)
+            inputs.parent_models = warm_start_parents(previous, inputs.committee_size.value)
         inputs.metadata = {'call_link_label': f'train_{n}'}
         node = self.submit(CommitteeWorkChain, **inputs)
         start = 'warm start from the previous committee' if previous else 'from scratch'

@@ -50,7 +50,7 @@ from .active_learning import grow_dataset
 from .explore import select_frames
 from .label import LabelWorkChain
 from .md import MDBaseWorkChain
-from .train import CommitteeWorkChain
+from .train import CommitteeWorkChain, warm_start_parents
 
 __all__ = (
     'SurfaceMeltingScanWorkChain',
@@ -795,11 +795,9 @@ class SurfaceMeltingWorkChain(ProtocolMixin, WorkChain):
         inputs.train.training_set = self.ctx.training_set
         inputs.train.validation_set = self.ctx.validation_set
         inputs.train.energy_shifts = self.inputs.energy_shifts
-        previous = [self.ctx.models[key] for key in sorted(self.ctx.models)]
-        size = inputs.committee_size.value if 'committee_size' in inputs else len(previous)
+        size = inputs.committee_size.value if 'committee_size' in inputs else len(self.ctx.models)
         inputs.committee_size = orm.Int(size)
-        # warm start: member i fine-tunes member i (cyclically when the committees differ in size)
-        inputs.parent_models = {f'member_{index}': previous[index % len(previous)] for index in range(size)}
+        inputs.parent_models = warm_start_parents(self.ctx.models, size)
         inputs.metadata = {'call_link_label': f'train_{self.ctx.round}'}
         node = self.submit(CommitteeWorkChain, **inputs)
         self.report(f'round {self.ctx.round}: retraining the committee (warm start): CommitteeWorkChain<{node.pk}>')

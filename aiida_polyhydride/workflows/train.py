@@ -18,7 +18,7 @@ from ..data.training_set import TrainingSetData
 from ..protocols import protocol_file
 from ..setup.cluster import job_options
 
-__all__ = ('CommitteeWorkChain', 'bootstrap_subset', 'committee_spread')
+__all__ = ('CommitteeWorkChain', 'bootstrap_subset', 'committee_spread', 'warm_start_parents')
 
 
 @calcfunction
@@ -56,6 +56,13 @@ def committee_spread(**predictions: TrainingSetData) -> dict[str, orm.Data]:
         }
     )
     return {'per_frame': per_frame, 'summary': summary}
+
+
+def warm_start_parents(models: dict[str, AllegroPotentialData], size: int) -> dict[str, AllegroPotentialData]:
+    """``parent_models`` of a committee of ``size`` warm-started from ``models``: member i fine-tunes member i of the
+    previous committee (in key order), cyclically when the committees differ in size."""
+    previous = [models[key] for key in sorted(models)]
+    return {f'member_{index}': previous[index % len(previous)] for index in range(size)}
 
 
 def _validate_inputs(inputs: dict, namespace) -> str | None:
