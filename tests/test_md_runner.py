@@ -134,6 +134,37 @@ def test_eager_members_predict_what_the_compiled_ones_do(models):
     assert np.abs(forces_c).max() > 1e-3  # a rattled cell: the comparison is not of zeros
 
 
+@pytest.mark.parametrize('compile_model', [True, False], ids=['compiled', 'eager'])
+def test_members_share_the_model_input_of_a_frame(models, compile_model):
+    """Members given one SharedModelInput build a frame's neighbour list once and predict exactly what members
+    building their own do; a moved atom is a new frame."""
+    parameters = {'device': 'cpu', 'compile_model': compile_model}
+
+    def committee(shared_input):
+        return [
+            md_runner.member_calculator(
+                Path(models[name]['path']), models[name]['sha256'], parameters, models['cache'], shared_input
+            )
+            for name in ('a', 'b')
+        ]
+
+    shared_input = md_runner.SharedModelInput()
+    shared, independent = committee(shared_input), committee(None)
+    atoms = _structure()
+    for moved in (False, True):
+        if moved:
+            atoms.positions[0] += 0.01
+        results = []
+        for members in (shared, independent):
+            copy = atoms.copy()
+            copy.calc = members[0]
+            results.append(md_runner.committee_frame(copy, members))
+        assert shared_input.n_built == 1 + moved
+        for key in ('energies', 'sigma_f', 'sigma_e', 'sigma_v'):
+            assert np.array_equal(results[0][key], results[1][key]), key
+        assert results[0]['sigma_f'] > 0  # two different members: the comparison is not of zeros
+
+
 def test_identical_members_give_zero_deviation(models, tmp_path):
     """Members from the same package predict bit for bit the same: zero deviation (exactly, for two members; to
     rounding of the committee mean for three)."""

@@ -239,22 +239,14 @@ def main(directory: str | Path = '.') -> int:
 
     from ase.io import write
 
-    from .compiled_models import compiled_model
-    from .md import _RECORD_KEYS, _write_deviations
+    from .md import _RECORD_KEYS, SharedModelInput, _write_deviations, member_calculator
 
     directory = Path(directory).resolve()
     settings = json.loads((directory / FILES['parameters']).read_text())
-    members = []
-    if len(settings['models']) > 1:
-        from nequip.integrations.ase import NequIPCalculator
-
-        cache = Path(os.environ.get('AIIDA_POLYHYDRIDE_CACHE') or directory / 'model_cache')
-        device = settings.get('device', 'cpu')
-        for model in settings['models'][1:]:
-            path = compiled_model(directory / model['file'], model['sha256'], device=device, cache=cache)
-            members.append(
-                NequIPCalculator.from_compiled_model(str(path), device=device, chemical_species_to_atom_type_map=True)
-            )
+    cache = Path(os.environ.get('AIIDA_POLYHYDRIDE_CACHE') or directory / 'model_cache')
+    parameters, shared_input = {'device': settings.get('device', 'cpu'), 'compile_model': True}, SharedModelInput()
+    members = [member_calculator(directory / model['file'], model['sha256'], parameters, cache, shared_input)
+               for model in settings['models'][1:]]  # fmt: skip
     frames = read_frames(directory)
     records = []
     trajectory = directory / FILES['trajectory']
