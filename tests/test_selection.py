@@ -59,10 +59,33 @@ def test_selection_respects_caps_and_never_picks_duplicates():
     assert len(selected) == 9
     assert all(classes[index] == CANDIDATE for index in selected)
     per_system = {system: sum(systems[index] == system for index in selected) for system in 'AB'}
-    assert max(per_system.values()) <= 6 and min(per_system.values()) >= 3  # shared fairly
+    assert max(per_system.values()) <= 6
     picked = descriptors[selected]
     distances = np.linalg.norm(picked[:, None] - picked[None, :], axis=2)[np.triu_indices(len(selected), 1)]
     assert distances.min() > 0.02  # no two picks are duplicates
     # without caps: every candidate (60 - 9 accurate) once, the nine candidate copies of frame 30 counted once
     everything = select_candidates(descriptors, classes, systems, max_per_system=100, max_total=1000)
     assert len(everything) == 60 - 9 - 8
+
+
+def test_selection_picks_the_most_novel_frames_wherever_they_are_within_the_caps():
+    """Farthest-point sampling runs over all systems' candidates: a system of near-alike frames yields few picks
+    while a diverse one has room under its cap; once the diverse one is full, the rest come from the others."""
+    rng = np.random.default_rng(0)
+    alike = 5.0 + rng.normal(scale=0.05, size=(20, 8))  # distinct (beyond the duplicate tolerance), close together
+    diverse = rng.normal(size=(20, 8))
+    descriptors = np.concatenate([alike, diverse])
+    systems = ['alike'] * 20 + ['diverse'] * 20
+    classes = np.full(40, CANDIDATE)
+
+    def count(selected):
+        return {system: sum(systems[index] == system for index in selected) for system in ('alike', 'diverse')}
+
+    assert count(select_candidates(descriptors, classes, systems, max_per_system=10, max_total=10)) == {
+        'alike': 1,
+        'diverse': 9,
+    }
+    capped = select_candidates(descriptors, classes, systems, max_per_system=6, max_total=10)
+    assert count(capped) == {'alike': 4, 'diverse': 6}
+    assert len(set(capped.tolist())) == 10
+    assert len(select_candidates(descriptors, classes, systems, max_per_system=0, max_total=10)) == 0
