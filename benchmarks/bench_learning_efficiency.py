@@ -1,16 +1,21 @@
 """Learning efficiency: force RMSE on a held-out high-temperature set versus labels, active-learning vs random picks.
 
 One pool of Ca-H frames like those the loop explores (structures/: bulk prototypes, primitive cells, rattled,
-strained, off-stoichiometric, liquid-like, dense H2 fluid) is labelled once. Both strategies start from the same
+strained, off-stoichiometric, liquid-like, dense H2 fluid) is labelled once. All strategies start from the same
 random initial set and add labels in rounds of the same size:
 
 (a) active learning, with the selection functions of the loop: a committee of tiny Allegro models is trained on the
     labels so far, sigma_F (analysis/committee.force_deviation) is evaluated on every unlabelled pool frame, frames
-    are classified against a trust window (analysis/selection.classify) and picked per system by near-duplicate
-    removal + farthest-point sampling on the pair-distribution descriptor (analysis/selection.select_candidates);
-(b) random picks (seeded) of the same number of frames.
+    are classified against a trust window (analysis/selection.classify), near duplicates are removed per system
+    and farthest-point sampling on the pair-distribution descriptor picks over all candidates, at most
+    MAX_PER_SYSTEM per system (analysis/selection.select_candidates);
+(a') the same without the per-system cap (an ablation of the cap);
+(b) random picks (seeded) of as many frames as (a) took.
 
-After each round, member 0 (seed 0, trained from scratch, same epochs for both) predicts a held-out set of
+The comparison is repeated N_REPEATS times from different initial sets (and random picks); the summary gives the
+mean and spread of each budget's score over the repeats and how often each selection beat random picks.
+
+After each round, member 0 (seed 0, trained from scratch, same epochs for all) predicts a held-out set of
 liquid-like and strongly rattled cells that no strategy can pick; the force RMSE there is the score.
 
 Labels come from the synthetic species-pair Morse reference (analysis/synthetic.CaHMorseReference), not DFT:
@@ -35,7 +40,10 @@ from _nequip import TYPE_NAMES, checkpoint_calculator, nequip_environment, train
 
 RESULTS = Path(__file__).parent / 'results' / 'learning_efficiency.json'
 SEED = 0
-N_INITIAL, N_PER_ROUND, N_ROUNDS = 8, 12, 2  # budgets 8, 20, 32 labels; 7 trainings
+N_INITIAL, N_PER_ROUND, N_ROUNDS = 8, 12, 2  # budgets 8, 20, 32 labels; 7 trainings per repeat
+# repeats differ in the initial set and the random picks (same pool, test set and model seeds): one draw is no
+# statistic. ~2.5 min each on two idle cores
+N_REPEATS = 4
 COMMITTEE_SIZE = 2
 HYPERPARAMETERS = {'max_epochs': 25}  # on the 'tiny' preset
 N_VALIDATION = 8  # fixed, shared by every model (checkpoint selection and learning-rate schedule), not in the budget
@@ -43,6 +51,10 @@ N_VALIDATION = 8  # fixed, shared by every model (checkpoint selection and learn
 # 'accurate'; the top 5% is 'failed', skipped as the loop skips frames beyond hi
 LO_QUANTILE, HI_QUANTILE = 0.5, 0.95
 MAX_PER_SYSTEM = 2  # caps as the loop's select step: per system, and N_PER_ROUND in total
+# the loop's selection (farthest-point sampling over all candidates, at most MAX_PER_SYSTEM per system), the same
+# without the per-system cap (an ablation of the cap), and random picks of the same budget. Value: the systems the
+# selection sees (None: random picks)
+STRATEGIES = {'active_learning': 'per_system', 'active_learning_no_system_cap': 'one_system', 'random': None}
 DUPLICATE_TOLERANCE = 0.02
 DESCRIPTOR_R_MAX = 4.0  # the tiny preset's r_max
 
@@ -156,7 +168,9 @@ class Trainer:
         return self.cache[key]
 
 
-def _active_learning_round(trainer: Trainer, labelled, pool, systems, descriptors) -> tuple[list[int], dict]:
+def _active_learning_round(
+    trainer: Trainer, labelled, pool, systems, descriptors, capped: bool
+) -> tuple[list[int], dict]:
     from aiida_polyhydride.analysis.committee import force_deviation
     from aiida_polyhydride.analysis.selection import class_ratios, classify, select_candidates
 
@@ -172,8 +186,8 @@ def _active_learning_round(trainer: Trainer, labelled, pool, systems, descriptor
     picked = select_candidates(
         descriptors[unlabelled],
         classes,
-        [systems[index] for index in unlabelled],
-        MAX_PER_SYSTEM,
+        [systems[index] if capped else 'pool' for index in unlabelled],
+        MAX_PER_SYSTEM if capped else N_PER_ROUND,
         N_PER_ROUND,
         DUPLICATE_TOLERANCE,
     )
@@ -197,8 +211,6 @@ def main() -> None:
     test_systems, test = _label(_test_structures(SEED + 1))
     _, validation = _label(_pool_structures(SEED + 2)[:: len(pool) // N_VALIDATION][:N_VALIDATION])
     descriptors = np.array([pair_distribution_descriptor(frame, TYPE_NAMES, DESCRIPTOR_R_MAX) for frame in pool])
-    rng = np.random.default_rng(SEED)
-    initial = sorted(rng.choice(len(pool), N_INITIAL, replace=False).tolist())
 
     settings = {
         'benchmark': 'learning_efficiency',
@@ -208,6 +220,7 @@ def main() -> None:
         'test': {'n_frames': len(test), 'systems': {s: test_systems.count(s) for s in dict.fromkeys(test_systems)}},
         'settings': {
             'seed': SEED,
+            'n_repeats': N_REPEATS,
             'n_initial': N_INITIAL,
             'n_per_round': N_PER_ROUND,
             'n_rounds': N_ROUNDS,
@@ -217,33 +230,77 @@ def main() -> None:
             'n_validation_frames': N_VALIDATION,
             'trust_window_quantiles': [LO_QUANTILE, HI_QUANTILE],
             'max_per_system': MAX_PER_SYSTEM,
+            'strategies': STRATEGIES,
             'duplicate_tolerance': DUPLICATE_TOLERANCE,
             'model_evaluation': 'eager nequip checkpoint (best.ckpt) through NequIPCalculator, member 0 scored',
         },
     }
     with tempfile.TemporaryDirectory(prefix='bench-learning-efficiency-') as directory:
         trainer = Trainer(Path(directory), pool, validation)
-        active, random_pick, rounds, scores = list(initial), list(initial), [], {}
-        for round_index in range(N_ROUNDS + 1):
-            entry = {'round': round_index, 'n_labels': len(active)}
-            for name, labelled in (('active_learning', active), ('random', random_pick)):
-                key = tuple(sorted(labelled))
-                if key not in scores:  # round 0: both strategies hold the same initial set, one model
-                    member_0 = trainer.calculator(labelled, seed=0)
-                    scores[key] = _force_rmse_mev(_predicted_forces(member_0, test), test, test_systems)
-                entry[f'{name}_test_force_rmse_meV_A'] = scores[key]
-            print(json.dumps(entry), flush=True)
-            if round_index < N_ROUNDS:
-                chosen, entry['active_learning_selection'] = _active_learning_round(
-                    trainer, active, pool, pool_systems, descriptors
-                )
-                active += chosen
-                remaining = [index for index in range(len(pool)) if index not in set(random_pick)]
-                random_pick += sorted(rng.choice(remaining, len(chosen), replace=False).tolist())
-            rounds.append(entry)
-            # written after every round, so a run cut short still leaves the rounds it finished
-            _write({**settings, 'complete': round_index == N_ROUNDS, 'rounds': rounds}, trainer, start)
+        repeats = []
+        for repeat in range(N_REPEATS):
+            rounds = _compare(trainer, pool, pool_systems, descriptors, test, test_systems, seed=SEED + repeat)
+            repeats.append({'seed': SEED + repeat, 'rounds': rounds})
+            # written after every repeat, so a run cut short still leaves the repeats it finished
+            result = {**settings, 'complete': repeat == N_REPEATS - 1, 'summary': _summary(repeats), 'repeats': repeats}
+            _write(result, trainer, start)
     print(RESULTS.read_text())
+
+
+def _compare(trainer: Trainer, pool, pool_systems, descriptors, test, test_systems, seed: int) -> list[dict]:
+    """One repeat: every strategy from the same random initial set (drawn with ``seed``), N_ROUNDS rounds; random
+    picks take as many frames as the capped selection did."""
+    rng = np.random.default_rng(seed)
+    initial = sorted(rng.choice(len(pool), N_INITIAL, replace=False).tolist())
+    labelled = {name: list(initial) for name in STRATEGIES}
+    rounds, scores = [], {}
+    for round_index in range(N_ROUNDS + 1):
+        entry = {'round': round_index, 'n_labels': {name: len(indices) for name, indices in labelled.items()}}
+        for name, indices in labelled.items():
+            key = tuple(sorted(indices))
+            if key not in scores:  # round 0: every strategy holds the same initial set, one model
+                member_0 = trainer.calculator(indices, seed=0)
+                scores[key] = _force_rmse_mev(_predicted_forces(member_0, test), test, test_systems)
+            entry[f'{name}_test_force_rmse_meV_A'] = scores[key]
+        print(json.dumps({'seed': seed, **entry}), flush=True)
+        if round_index < N_ROUNDS:
+            for name, systems in STRATEGIES.items():
+                if systems is None:
+                    continue
+                chosen, entry[f'{name}_selection'] = _active_learning_round(
+                    trainer, labelled[name], pool, pool_systems, descriptors, systems == 'per_system'
+                )
+                labelled[name] += chosen
+            budget = len(labelled['active_learning']) - len(labelled['random'])
+            remaining = [index for index in range(len(pool)) if index not in set(labelled['random'])]
+            labelled['random'] += sorted(rng.choice(remaining, budget, replace=False).tolist())
+        rounds.append(entry)
+    return rounds
+
+
+def _summary(repeats: list[dict]) -> dict:
+    """Per round: the held-out force RMSE (all test frames) of each strategy over the repeats (mean, standard
+    deviation, each value) and in how many repeats each selection beat random picks. A round's budget can be smaller
+    than n_initial + round x n_per_round when near-duplicate removal left fewer candidates than the cap: ``n_labels``
+    lists each repeat's."""
+    summary = {}
+    for round_index in range(len(repeats[0]['rounds'])):
+        rounds = [repeat['rounds'][round_index] for repeat in repeats]
+        values = {name: [entry[f'{name}_test_force_rmse_meV_A']['all'] for entry in rounds] for name in STRATEGIES}
+        summary[f'round_{round_index}'] = {
+            'n_labels': {name: [entry['n_labels'][name] for entry in rounds] for name in STRATEGIES},
+            **{
+                name: {'mean': round(float(np.mean(v)), 1), 'std': round(float(np.std(v)), 1), 'values': v}
+                for name, v in values.items()
+            },
+            'better_than_random': {
+                name: sum(a < r for a, r in zip(values[name], values['random'], strict=True))
+                for name in STRATEGIES
+                if name != 'random'
+            },
+            'n_repeats': len(repeats),
+        }
+    return summary
 
 
 def _write(result: dict, trainer: Trainer, start: float) -> None:
