@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
 import sys
@@ -40,6 +41,30 @@ def aiida_profile(aiida_config, aiida_profile_factory):
             yield profile
     finally:
         drop_postgres_database(postgres_identifier(name))
+
+
+DAEMON_WORKERS = 2
+
+
+@pytest.fixture(scope='session')
+def daemon_client(aiida_profile):
+    """aiida's fixture of that name, but its daemon starts two workers (one per core): one worker runs every
+    process's Python side (workchain steps, parsers, calcfunctions, plots) in turn, so one tree's analysis held up
+    the others' job submissions. Stopped at the end of the session, as aiida's is."""
+    from aiida.engine.daemon.client import DaemonClient, DaemonNotRunningException, DaemonTimeoutException
+    from aiida.manage.configuration import get_config
+
+    class TwoWorkerDaemonClient(DaemonClient):
+        def start_daemon(self, number_workers: int = DAEMON_WORKERS, **kwargs) -> None:
+            super().start_daemon(number_workers, **kwargs)
+
+    client = TwoWorkerDaemonClient(get_config().get_profile(aiida_profile.name))
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(DaemonNotRunningException):
+            client.stop_daemon(wait=True)
+        client._await_condition(lambda: not client.is_daemon_running, DaemonTimeoutException('daemon did not stop'))
 
 
 @pytest.fixture(scope='session')
@@ -151,7 +176,7 @@ def session_shell(aiida_profile):
 
 @pytest.fixture(scope='session')
 def run_in_daemon(daemon_client):
-    """Submit a builder to the session profile's daemon and wait until it terminates; returns the node.
+    """Submit builders to the session profile's daemon and wait until they terminate; returns the node (nodes).
 
     Session-scoped (aiida's ``submit_and_await`` is per test), so expensive runs can be shared by module fixtures.
     """
@@ -160,18 +185,20 @@ def run_in_daemon(daemon_client):
     from aiida.cmdline.utils.common import get_workchain_report
     from aiida.engine import submit
 
-    def run(builder, timeout: float = 900):
+    def run(*builders, timeout: float = 900):
         if not daemon_client.is_daemon_running:
             daemon_client.start_daemon()
-        node = submit(builder)
+        nodes = [submit(builder) for builder in builders]
         deadline = time.monotonic() + timeout
-        while not node.is_terminated:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f'{node.process_label}<{node.pk}> not done in {timeout} s:\n{get_workchain_report(node, "REPORT")}'
-                )
-            time.sleep(0.5)
-        return node
+        for node in nodes:
+            while not node.is_terminated:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f'{node.process_label}<{node.pk}> not done in {timeout} s:\n'
+                        f'{get_workchain_report(node, "REPORT")}'
+                    )
+                time.sleep(0.5)
+        return nodes[0] if len(nodes) == 1 else nodes
 
     return run
 
@@ -189,36 +216,42 @@ def tiny_ca_h_frames():
 
 
 @pytest.fixture(scope='session')
-def qe_dataset(localhost_setup, run_in_daemon):
-    """The suite's one QE-labelled dataset (protocol fast), split into {'training': 6, 'validation': 2} frames."""
+def dft_runs(localhost_setup, run_in_daemon):
+    """The suite's pw.x work, submitted together (it is independent): the labels of the shared dataset (protocol
+    fast, 8 tiny frames) and the isolated atoms of Ca and H with the same protocol."""
     from aiida import orm
 
-    from aiida_polyhydride.data import split_dataset
+    from aiida_polyhydride.workflows.isolated_atoms import IsolatedAtomsWorkChain
     from aiida_polyhydride.workflows.label import LabelWorkChain
 
-    builder = LabelWorkChain.get_builder_from_protocol(
-        orm.load_code('pw@localhost'),
+    code = orm.load_code('pw@localhost')
+    labels = LabelWorkChain.get_builder_from_protocol(
+        code,
         [orm.StructureData(ase=frame) for frame in tiny_ca_h_frames()],
         protocol='fast',
         overrides={'max_concurrent': 2, 'kpoints_distance': 1.0},  # ~2x2x2 meshes: labels for machinery, not physics
     )
-    node = run_in_daemon(builder)
-    assert node.is_finished_ok, node.exit_message
-    return split_dataset(node.outputs.dataset, orm.Float(0.25), orm.Int(0))
+    isolated = IsolatedAtomsWorkChain.get_builder_from_protocol(code, ['Ca', 'H'], protocol='fast')
+    labels, isolated = run_in_daemon(labels, isolated)
+    for node in (labels, isolated):
+        assert node.is_finished_ok, node.exit_message
+    return {'labels': labels, 'isolated': isolated}
 
 
 @pytest.fixture(scope='session')
-def isolated_energies(localhost_setup, run_in_daemon):
-    """Isolated-atom energies of Ca and H with the same (fast) protocol: the per-type energy shifts."""
+def qe_dataset(dft_runs):
+    """The suite's one QE-labelled dataset (protocol fast), split into {'training': 6, 'validation': 2} frames."""
     from aiida import orm
 
-    from aiida_polyhydride.workflows.isolated_atoms import IsolatedAtomsWorkChain
+    from aiida_polyhydride.data import split_dataset
 
-    node = run_in_daemon(
-        IsolatedAtomsWorkChain.get_builder_from_protocol(orm.load_code('pw@localhost'), ['Ca', 'H'], protocol='fast')
-    )
-    assert node.is_finished_ok, node.exit_message
-    return node.outputs.energies
+    return split_dataset(dft_runs['labels'].outputs.dataset, orm.Float(0.25), orm.Int(0))
+
+
+@pytest.fixture(scope='session')
+def isolated_energies(dft_runs):
+    """Isolated-atom energies of Ca and H with the same (fast) protocol: the per-type energy shifts."""
+    return dft_runs['isolated'].outputs.energies
 
 
 @pytest.fixture(scope='session')

@@ -14,8 +14,7 @@ PRESSURE_GPA = 40.0
 PHASES = ['MH2-P63mmc', 'MH4-I4mmm', 'H2-P63mmc']
 
 
-@pytest.fixture(scope='module')
-def dft_run(localhost_setup, run_in_daemon):
+def _dft_builder():
     from aiida import orm
 
     from aiida_polyhydride.workflows.enthalpy import HydrogenationEnthalpyWorkChain
@@ -33,11 +32,10 @@ def dft_run(localhost_setup, run_in_daemon):
             'relax': {'base_relax': {'pw': {'parameters': {'CELL': {'press_conv_thr': 20.0}}}}},
         },
     )
-    return run_in_daemon(builder, timeout=3600)
+    return builder
 
 
-@pytest.fixture(scope='module')
-def mlip_run(localhost_setup, tiny_committee, run_in_daemon):
+def _mlip_builder(tiny_committee):
     from aiida import orm
 
     from aiida_polyhydride.workflows.enthalpy import HydrogenationEnthalpyWorkChain
@@ -59,7 +57,23 @@ def mlip_run(localhost_setup, tiny_committee, run_in_daemon):
         mlip_code=orm.load_code('python@localhost'),
         models=dict(tiny_committee.outputs.models),
     )
-    return run_in_daemon(builder, timeout=3600)
+    return builder
+
+
+@pytest.fixture(scope='module')
+def enthalpy_runs(localhost_setup, tiny_committee, run_in_daemon):
+    """The DFT and the MLIP branch, submitted together: pw.x relaxations and short MD runs share the two cores."""
+    return run_in_daemon(_dft_builder(), _mlip_builder(tiny_committee), timeout=3600)
+
+
+@pytest.fixture(scope='module')
+def dft_run(enthalpy_runs):
+    return enthalpy_runs[0]
+
+
+@pytest.fixture(scope='module')
+def mlip_run(enthalpy_runs):
+    return enthalpy_runs[1]
 
 
 def test_enthalpy_is_e_plus_pv_of_the_relaxed_cell(dft_run):
