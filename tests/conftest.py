@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import subprocess
 import sys
@@ -41,30 +40,6 @@ def aiida_profile(aiida_config, aiida_profile_factory):
             yield profile
     finally:
         drop_postgres_database(postgres_identifier(name))
-
-
-DAEMON_WORKERS = 2
-
-
-@pytest.fixture(scope='session')
-def daemon_client(aiida_profile):
-    """aiida's fixture of that name, but its daemon starts two workers (one per core): one worker runs every
-    process's Python side (workchain steps, parsers, calcfunctions, plots) in turn, so one tree's analysis held up
-    the others' job submissions. Stopped at the end of the session, as aiida's is."""
-    from aiida.engine.daemon.client import DaemonClient, DaemonNotRunningException, DaemonTimeoutException
-    from aiida.manage.configuration import get_config
-
-    class TwoWorkerDaemonClient(DaemonClient):
-        def start_daemon(self, number_workers: int = DAEMON_WORKERS, **kwargs) -> None:
-            super().start_daemon(number_workers, **kwargs)
-
-    client = TwoWorkerDaemonClient(get_config().get_profile(aiida_profile.name))
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(DaemonNotRunningException):
-            client.stop_daemon(wait=True)
-        client._await_condition(lambda: not client.is_daemon_running, DaemonTimeoutException('daemon did not stop'))
 
 
 @pytest.fixture(scope='session')

@@ -91,8 +91,7 @@ def loop_run(qe_dataset, isolated_energies, tiny_committee, cah4_primitive, mode
 
 
 def _wait_for_workers_to_exit(profile_name: str, timeout: float) -> None:
-    """The daemon reports stopped before its workers have exited; a worker still exiting takes tasks from the queue
-    and acknowledges them as it goes, losing them for the repair below and for the restarted daemon."""
+    """The daemon can report stopped before its workers have exited: repair only once none can still take a task."""
     import psutil
 
     def workers():
