@@ -459,8 +459,8 @@ class SharedModelInput:
     """The model input of the last frame (species mapping and neighbour list, device copy), built by the first
     member that evaluates the frame and reused by the other members with the same transforms (same r_max, type
     mapping, neighbour-list backend): at a dump the committee's members reuse what the driving member built for the
-    step. The neighbour list is ~8% of a 'cpu'-preset evaluation on a CPU (benchmarks/README.md), paid once per frame
-    instead of once per member."""
+    step. The neighbour list is ~8% of a 'cpu'-preset evaluation on one CPU thread (100-1500 atoms), now paid once
+    per frame instead of once per member."""
 
     def __init__(self):
         self._key, self._data = None, None
