@@ -81,33 +81,12 @@ def loop_run(qe_dataset, isolated_energies, tiny_committee, cah4_primitive, mode
     _wait(node, 600, training_running)
     daemon_client.stop_daemon(wait=True, timeout=180)  # generous: workers finish their current step first
     try:
-        _wait_for_workers_to_exit(daemon_client.profile.name, timeout=180)
         assert not node.is_terminated
         _repair_lost_tasks()
     finally:  # the other modules' tests need the daemon whatever happened here
         daemon_client.start_daemon(timeout=180)
     _wait(node, 1500)
     return node
-
-
-def _wait_for_workers_to_exit(profile_name: str, timeout: float) -> None:
-    """The daemon can report stopped before its workers have exited: repair only once none can still take a task."""
-    import psutil
-
-    def workers():
-        command = ['-p', profile_name, 'daemon', 'worker']
-        found = []
-        for process in psutil.process_iter(['cmdline']):
-            cmdline = process.info['cmdline'] or []
-            if any(cmdline[index : index + len(command)] == command for index in range(len(cmdline))):
-                found.append(process)
-        return found
-
-    deadline = time.monotonic() + timeout
-    while workers():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f'daemon workers of {profile_name} still running {timeout} s after the daemon stopped')
-        time.sleep(0.5)
 
 
 def _repair_lost_tasks() -> None:
