@@ -187,6 +187,8 @@ def test_isolated_atom_energies(isolated_energies):
     for label in labels:
         system = label.inputs.pw_base.pw.parameters['SYSTEM']
         assert (system['ecutwfc'], system['ecutrho']) == (30.0, 240.0)  # as the 'fast' training labels
+        for pw in (calc for calc in label.called_descendants if calc.process_label == 'PwCalculation'):
+            assert pw.inputs.kpoints.get_kpoints_mesh()[0] == [1, 1, 1] and pw.inputs.settings['gamma_only']
 
 
 def test_unlabelled_dataset_is_labelled_with_its_frame_info(localhost_setup, run_in_daemon):

@@ -26,6 +26,7 @@ from .label import LabelWorkChain
 __all__ = ('IsolatedAtomsWorkChain', 'isolated_atom_boxes', 'isolated_atom_energies')
 
 BOX_ASPECT = (1.0, 1.05, 1.1)
+GAMMA_ONLY_KPOINTS_DISTANCE = 10.0  # 1/Angstrom: above 2 pi / edge for any box of edge > 0.63 A, so a 1x1x1 mesh
 
 
 @calcfunction
@@ -104,6 +105,8 @@ class IsolatedAtomsWorkChain(ProtocolMixin, WorkChain):
         builder.label = {key: value for key, value in label.items() if key not in ('structures', 'frames')}
         builder.elements = orm.List(list(elements))
         builder.box_length = orm.Float(inputs['isolated_atom']['box_length'])
+        # an isolated atom has no dispersion to sample: Gamma only (the training set's k spacing gave a 3x2x2 mesh)
+        builder.label.kpoints_distance = orm.Float(GAMMA_ONLY_KPOINTS_DISTANCE)
         return builder
 
     def run_label(self):
