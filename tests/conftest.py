@@ -36,10 +36,39 @@ def aiida_profile(aiida_config, aiida_profile_factory):
         ) as profile:
             aiida_config.set_option('warnings.rabbitmq_version', False, scope=name)
             aiida_config.set_option('daemon.timeout', 30, scope=name)  # stop/start on a loaded 2-core machine
+            # The daemon runs as in production, not in AiiDA's test mode: there, a work chain awaiting its children
+            # re-queries their state in a busy loop (poll interval 0: two thirds of the worker's CPU, a core taken
+            # from pw.x and MD on this 2-core machine) and the broker's task queue is deleted when the daemon stops.
+            # Production waits on state-change broadcasts; the backup poll is runner.poll.interval.
+            profile.is_test_profile = False
+            aiida_config.set_option('runner.poll.interval', 5, scope=name)
             aiida_config.store()
-            yield profile
+            try:
+                yield profile
+            finally:
+                _delete_broker_queues(profile)
     finally:
         drop_postgres_database(postgres_identifier(name))
+
+
+def _delete_broker_queues(profile) -> None:
+    """Delete the profile's task queue and exchanges: out of test mode, RabbitMQ keeps them after the session."""
+    import asyncio
+
+    import aio_pika
+    from aiida.brokers.rabbitmq.utils import get_launch_queue_name, get_message_exchange_name, get_task_exchange_name
+    from aiida.manage import get_manager
+
+    url, prefix = get_manager().get_broker().get_url(), f'aiida-{profile.uuid}'
+
+    async def delete():
+        async with await aio_pika.connect(url) as connection:
+            channel = await connection.channel()
+            await channel.queue_delete(get_launch_queue_name(prefix))
+            for exchange in (get_message_exchange_name(prefix), get_task_exchange_name(prefix)):
+                await channel.exchange_delete(exchange)
+
+    asyncio.run(delete())
 
 
 @pytest.fixture(scope='session')
