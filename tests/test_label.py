@@ -187,7 +187,9 @@ def test_isolated_atom_energies(isolated_energies):
     for label in labels:
         system = label.inputs.pw_base.pw.parameters['SYSTEM']
         assert (system['ecutwfc'], system['ecutrho']) == (30.0, 240.0)  # as the 'fast' training labels
-        for pw in (calc for calc in label.called_descendants if calc.process_label == 'PwCalculation'):
+        calculations = [calc for calc in label.called_descendants if calc.process_label == 'PwCalculation']
+        assert calculations
+        for pw in calculations:  # an isolated atom: Gamma only
             assert pw.inputs.kpoints.get_kpoints_mesh()[0] == [1, 1, 1] and pw.inputs.settings['gamma_only']
 
 
