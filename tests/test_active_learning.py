@@ -90,7 +90,9 @@ def loop_run(qe_dataset, isolated_energies, tiny_committee, cah4_primitive, mode
 
 
 def _repair_lost_tasks() -> None:
-    """What ``verdi process repair`` does: AiiDA can lose the broker task of a process whose worker is stopped."""
+    """What ``verdi process repair`` does, should a broker task have been lost with the stopped worker. The session
+    profile's task queue is durable (conftest: not AiiDA's test mode, whose queue went with the daemon), so a measured
+    restart lost none; this is the user's remedy if one is, not the mechanism the restart relies on."""
     from aiida.engine.processes.control import get_active_processes, get_process_tasks
     from aiida.manage import get_manager
 

@@ -1,7 +1,8 @@
 """IsolatedAtomsWorkChain: energies of isolated atoms in their ground spin state, the per-type energy shifts.
 
 Each atom is labelled by a LabelWorkChain with the same protocol (and so the same cutoffs and smearing) as the
-training data, alone in a box whose three edges differ so that no spurious symmetry constrains the density. The
+training data, alone in a box whose three edges differ so that no spurious symmetry constrains the density, at
+Gamma only (the protocol's k spacing, meant for the training cells, is replaced: an atom has no dispersion). The
 total magnetisation is fixed to the atom's ground-state moment (Hund's rule, ``ase.data``) with fixed
 occupations: a free moment with smearing converged slowly (H: over 100 SCF steps), and a fixed moment with smearing
 fails when one spin channel is empty (pw.x: "cannot bracket Ef"). Atoms with a degenerate open shell (e.g. La 5d1)
