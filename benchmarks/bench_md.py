@@ -159,6 +159,9 @@ def _device_name() -> str:
 
 def main() -> None:
     from aiida_polyhydride.runners.compiled_models import compiled_model
+    from aiida_polyhydride.runners.md import keep_freed_memory
+
+    keep_freed_memory()  # as the runner does: the bare evaluations run with the allocator the MD runs with
 
     with tempfile.TemporaryDirectory(prefix='bench-md-') as directory:
         root = Path(directory)

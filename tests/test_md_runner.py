@@ -165,6 +165,35 @@ def test_members_share_the_model_input_of_a_frame(models, compile_model):
         assert results[0]['sigma_f'] > 0  # two different members: the comparison is not of zeros
 
 
+def test_distance_guard_reads_the_model_neighbour_list(models):
+    """The guard's pairs from the frame's model input give what a search of the frame gives (the closest pair of
+    each class, its distance and atoms); a moved frame, or a floor beyond the model's cutoff, gets no pairs."""
+    parameters = {'device': 'cpu', 'compile_model': True}
+    shared_input = md_runner.SharedModelInput()
+    atoms = _structure(repeat=(2, 2, 1), stdev=0.1, seed=3)
+    atoms.calc = md_runner.member_calculator(
+        Path(models['a']['path']), models['a']['sha256'], parameters, models['cache'], shared_input
+    )
+    atoms.get_forces()
+    neighbours = shared_input.neighbours(atoms, 2.5)
+    messages = []
+    for floors in ({'H-H': 0.35, 'M-H': 0.8, 'M-M': 1.5}, {'H-H': 0.9}, {'M-H': 2.5}, {'M-M': 3.0}):
+        with_model = md_runner.guard_distances(atoms, floors, shared_input.neighbours(atoms, max(floors.values())))
+        assert with_model == md_runner.guard_distances(atoms, floors)
+        messages.append(with_model)
+    assert messages[0] is None
+    assert [message.split(' distance')[0] for message in messages[1:]] == ['H-H', 'M-H', 'M-M']
+    assert len(neighbours[0]) > 0 and neighbours[2].max() < 2.5
+    assert shared_input.neighbours(atoms, 1000.0) is None  # beyond the model's cutoff: the guard searches
+    atoms.positions[0] += 0.01
+    assert shared_input.neighbours(atoms, 2.5) is None  # another frame: its model input is not built yet
+
+
+def test_runner_keeps_freed_memory():
+    """glibc (this machine's C library) accepts the allocator settings the runner makes before the models run."""
+    assert md_runner.keep_freed_memory()
+
+
 def test_identical_members_give_zero_deviation(models, tmp_path):
     """Members from the same package predict bit for bit the same: zero deviation (exactly, for two members; to
     rounding of the committee mean for three)."""
