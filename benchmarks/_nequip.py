@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,12 +15,9 @@ from pathlib import Path
 import yaml
 from ase import Atoms
 
+from aiida_polyhydride.runners.compiled_models import console_script
+
 TYPE_NAMES = ['Ca', 'H']
-
-
-def executable(name: str) -> str:
-    """A console script of this Python environment (nequip-train, nequip-package, nequip-compile)."""
-    return str(Path(sys.executable).with_name(name))
 
 
 def nequip_environment(root: Path) -> dict:
@@ -61,7 +57,7 @@ def train(
     shifts = per_type_energy_shifts or dict.fromkeys(TYPE_NAMES, 0.0)
     config = build_config(values, TYPE_NAMES, shifts, 'train.extxyz', 'validation.extxyz', seed=seed)
     (workdir / 'config.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
-    return timed(workdir, environment, executable('nequip-train'), '-cp', str(workdir), '-cn', 'config')
+    return timed(workdir, environment, console_script('nequip-train'), '-cp', str(workdir), '-cn', 'config')
 
 
 def checkpoint_calculator(checkpoint: Path):

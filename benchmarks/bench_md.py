@@ -16,14 +16,15 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import yaml
+from _nequip import nequip_environment
 
 RESULTS = Path(__file__).parent / 'results' / 'md.json'
 PRESET = 'cpu'
@@ -48,7 +49,7 @@ def _package(root: Path) -> tuple[Path, str]:
         build_config,
         validate_hyperparameters,
     )
-    from aiida_polyhydride.runners.compiled_models import file_sha256
+    from aiida_polyhydride.runners.compiled_models import console_script, file_sha256
 
     frames = synthetic_cah_frames(n_frames=24, seed=0)
     write(root / 'train.extxyz', frames[:20])
@@ -56,11 +57,10 @@ def _package(root: Path) -> tuple[Path, str]:
     hyperparameters = validate_hyperparameters({'max_epochs': 1}, preset=PRESET)
     config = build_config(hyperparameters, ['Ca', 'H'], {'Ca': 0.0, 'H': 0.0}, 'train.extxyz', 'validation.extxyz')
     (root / f'{CONFIG_NAME}.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
-    environment = {**os.environ, 'TMPDIR': str(root), 'TORCHINDUCTOR_CACHE_DIR': str(root / 'inductor')}
-    binary = Path(sys.executable).parent
+    environment = nequip_environment(root)
     for command in (
-        [str(binary / 'nequip-train'), '-cp', str(root), '-cn', CONFIG_NAME],
-        [str(binary / 'nequip-package'), 'build', OUTPUT_FILES['best_checkpoint'], 'model.nequip.zip'],
+        [console_script('nequip-train'), '-cp', str(root), '-cn', CONFIG_NAME],
+        [console_script('nequip-package'), 'build', OUTPUT_FILES['best_checkpoint'], 'model.nequip.zip'],
     ):
         subprocess.run(command, cwd=root, env=environment, check=True, capture_output=True)
     return root / 'model.nequip.zip', file_sha256(root / 'model.nequip.zip')
@@ -180,7 +180,8 @@ def main() -> None:
     result = {
         'benchmark': 'md',
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        'machine': f'{platform.node()} ({platform.machine()}), {os.cpu_count()} cores, CPU torch, 1 torch thread',
+        'machine': f'{platform.node()} ({platform.machine()}), {os.cpu_count()} cores, torch {version("torch")}, '
+        '1 torch thread',
         'device': _device_name(),
         'load_average_1min_before_after': [round(load_before[0], 2), round(load_after[0], 2)],
         'model': f"'{PRESET}' preset Allegro, 1 epoch on synthetic Ca-H (cost depends on the architecture only)",

@@ -14,7 +14,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _nequip import executable, nequip_environment, timed, train
+from _nequip import console_script, nequip_environment, timed, train
 
 RESULTS = Path(__file__).parent / 'results' / 'training.json'
 N_TRAIN, N_VALIDATION = 96, 24
@@ -37,10 +37,10 @@ def measure(preset: str) -> dict:
         long_s = _train(preset, LONG, frames, root / 'long', environment)
         workdir = root / 'long'
         package_s = timed(
-            workdir, environment, executable('nequip-package'), 'build', 'checkpoints/best.ckpt', 'm.nequip.zip'
+            workdir, environment, console_script('nequip-package'), 'build', 'checkpoints/best.ckpt', 'm.nequip.zip'
         )
         compile_s = timed(
-            workdir, environment, executable('nequip-compile'), 'm.nequip.zip', 'm.nequip.pt2',
+            workdir, environment, console_script('nequip-compile'), 'm.nequip.zip', 'm.nequip.pt2',
             '--mode', 'aotinductor', '--device', 'cpu', '--target', 'ase',
         )  # fmt: skip
     epoch_s = (long_s - short_s) / (LONG - SHORT)

@@ -19,7 +19,7 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
-__all__ = ('CompilationError', 'cache_directory', 'compiled_model', 'file_sha256', 'stack_versions')
+__all__ = ('CompilationError', 'cache_directory', 'compiled_model', 'console_script', 'file_sha256', 'stack_versions')
 
 
 class CompilationError(RuntimeError):
@@ -89,7 +89,7 @@ def _compile(package: str | Path, compiled: Path, device: str, target: str, data
         environment = {**os.environ, 'TORCHINDUCTOR_CACHE_DIR': str(Path(workdir) / 'inductor'), 'TMPDIR': workdir}
         output = Path(workdir) / compiled.name
         command = [
-            _executable('nequip-compile'), str(package), str(output),
+            console_script('nequip-compile'), str(package), str(output),
             '--mode', 'aotinductor', '--device', device, '--target', target,
         ]  # fmt: skip
         if data_path is not None:
@@ -102,7 +102,8 @@ def _compile(package: str | Path, compiled: Path, device: str, target: str, data
     compiled.with_suffix('.sha256').write_text(file_sha256(compiled) + '\n')
 
 
-def _executable(name: str) -> str:
-    """A console script of this Python environment (the compute node's PATH need not contain it)."""
+def console_script(name: str) -> str:
+    """A console script (nequip-train, nequip-package, nequip-compile) of this Python environment, which the compute
+    node's PATH need not contain; else the one on PATH (packages installed with ``pip --target`` keep theirs apart)."""
     candidate = Path(sys.executable).with_name(name)
     return str(candidate) if candidate.is_file() else (shutil.which(name) or name)

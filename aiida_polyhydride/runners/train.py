@@ -15,11 +15,9 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from .compiled_models import console_script
+
 BEST, LAST, PACKAGE, RESULT = 'checkpoints/best.ckpt', 'checkpoints/last.ckpt', 'model.nequip.zip', 'result.json'
-
-
-def _executable(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def _write(result: dict) -> None:
@@ -33,7 +31,7 @@ def main() -> int:
         (workdir / folder).mkdir(exist_ok=True)
         os.environ[name] = str(workdir / folder)
     resumed = Path(LAST).is_file()
-    command = [_executable('nequip-train'), '-cp', str(workdir), '-cn', 'config']
+    command = [console_script('nequip-train'), '-cp', str(workdir), '-cn', 'config']
     if resumed:
         command.append(f'++ckpt_path={LAST}')
     result: dict = {
@@ -50,7 +48,7 @@ def main() -> int:
         result['status'] = 'no_checkpoint'
         _write(result)
         return 2
-    package = subprocess.run([_executable('nequip-package'), 'build', BEST, PACKAGE], check=False)
+    package = subprocess.run([console_script('nequip-package'), 'build', BEST, PACKAGE], check=False)
     result['package_returncode'] = package.returncode
     if package.returncode != 0 or not Path(PACKAGE).is_file():
         result['status'] = 'package_failed'
