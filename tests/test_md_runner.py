@@ -178,7 +178,9 @@ def test_distance_guard_reads_the_model_neighbour_list(models):
     neighbours = shared_input.neighbours(atoms, 2.5)
     messages = []
     for floors in ({'H-H': 0.35, 'M-H': 0.8, 'M-M': 1.5}, {'H-H': 0.9}, {'M-H': 2.5}, {'M-M': 3.0}):
-        with_model = md_runner.guard_distances(atoms, floors, shared_input.neighbours(atoms, max(floors.values())))
+        pairs = shared_input.neighbours(atoms, max(floors.values()))
+        assert pairs is not None  # within the model's cutoff: the guard reads the model's pairs
+        with_model = md_runner.guard_distances(atoms, floors, pairs)
         assert with_model == md_runner.guard_distances(atoms, floors)
         messages.append(with_model)
     assert messages[0] is None

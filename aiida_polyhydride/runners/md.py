@@ -472,7 +472,7 @@ class SharedModelInput:
     instead of searching the frame again (~10% of an MD step at 1500 atoms)."""
 
     def __init__(self):
-        self._key, self._data, self._cutoff = None, None, 0.0
+        self._key, self._frame, self._data, self._cutoff = None, None, None, 0.0
         self.n_built = 0  # inputs built: frames seen, not members evaluated
 
     @staticmethod
@@ -482,16 +482,16 @@ class SharedModelInput:
     def get(self, transforms_key: tuple, device, atoms, build, cutoff: float = 0.0):
         """The model input of ``atoms``, built with ``build`` unless it was for this frame; ``cutoff``: the
         smallest pair cutoff of the neighbour list ``build`` makes."""
-        key = (transforms_key, str(device), *self._frame_key(atoms))
-        if key != self._key:
-            self._key, self._data = None, build(atoms)  # no stale key if the build fails
-            self._key, self._cutoff, self.n_built = key, cutoff, self.n_built + 1
+        key, frame = (transforms_key, str(device)), self._frame_key(atoms)
+        if (key, frame) != (self._key, self._frame):
+            self._key, self._frame, self._data = None, None, build(atoms)  # no stale key if the build fails
+            self._key, self._frame, self._cutoff, self.n_built = key, frame, cutoff, self.n_built + 1
         return dict(self._data)  # a shallow copy: a model that adds keys to its input leaves the shared one as built
 
     def neighbours(self, atoms, cutoff: float) -> tuple | None:
         """``(first, second, distances)`` of the pairs of ``atoms`` closer than ``cutoff``, from the model input
         when it was built for this very frame with a neighbour list reaching at least ``cutoff``; else None."""
-        if self._key is None or self._key[2:] != self._frame_key(atoms) or self._cutoff < cutoff:
+        if self._frame != self._frame_key(atoms) or self._cutoff < cutoff:
             return None
         first, second = (index.cpu().numpy() for index in self._data['edge_index'])
         shifts = self._data['edge_cell_shift'].cpu().numpy()
