@@ -81,17 +81,35 @@ def _run_script(directory: Path, env: dict, timeout: int = 300) -> tuple[int, di
     return result.returncode, json.loads((directory / 'result.json').read_text()), result.stderr
 
 
+@pytest.fixture
+def guard_searches(monkeypatch):
+    """How often ASE's neighbour search ran: the distance guard's fallback when the frame's model input is missing."""
+    import ase.neighborlist
+
+    count = {'calls': 0}
+    search = ase.neighborlist.neighbor_list
+
+    def counted(*args, **kwargs):
+        count['calls'] += 1
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(ase.neighborlist, 'neighbor_list', counted)
+    return count
+
+
 NVT = {
     'ensemble': 'nvt', 'temperature_K': 1000, 'timestep_fs': 0.5, 'n_steps': 40, 'dump_every': 10, 'seed': 3,
     'num_threads': 1,
 }  # fmt: skip
 
 
-def test_nvt_run_and_committee_deviations(models, tmp_path):
-    """NVT Langevin: status ok, n_steps / dump_every + 1 dumps, finite energies; two different models disagree."""
+def test_nvt_run_and_committee_deviations(models, tmp_path, guard_searches):
+    """NVT Langevin: status ok, n_steps / dump_every + 1 dumps, finite energies; two different models disagree; the
+    distance guard of every step read the model's pairs of the step's frame (no search of its own)."""
     directory = _prepare(tmp_path / 'nvt', models, NVT, members=('a', 'b'))
     code, result = _run(directory, models)
     assert code == 0, result
+    assert guard_searches['calls'] == 0
     assert result['status'] == 'ok' and result['reason'] is None
     assert result['n_steps_done'] == 40 and result['n_dumps'] == 5 and result['integrator'] == 'Langevin'
     assert result['timings']['atom_steps_per_s'] > 0
@@ -232,8 +250,9 @@ def _mean_volume(directory: Path, models: dict, pressure: float) -> float:
     return float(deviations['volume'][10:].mean())
 
 
-def test_npt_volume_responds_to_pressure(models, tmp_path):
+def test_npt_volume_responds_to_pressure(models, tmp_path, guard_searches):
     low, high = _mean_volume(tmp_path / 'low', models, 0.1), _mean_volume(tmp_path / 'high', models, 100.0)
+    assert guard_searches['calls'] == 0  # the MTK step's frame, cell included, is the one the model saw last
     initial = read(tmp_path / 'low' / 'initial.extxyz').get_volume()
     assert high < 0.8 * low and high < initial, (high, low, initial)
 
