@@ -188,7 +188,12 @@ def test_isolated_atom_energies(isolated_energies):
         system = label.inputs.pw_base.pw.parameters['SYSTEM']
         assert (system['ecutwfc'], system['ecutrho']) == (30.0, 240.0)  # as the 'fast' training labels
         calculations = [calc for calc in label.called_descendants if calc.process_label == 'PwCalculation']
-        assert calculations
+        # one SCF each: H at the protocol's mixing and per-atom threshold ran 100 steps and was restarted
+        assert len(calculations) == 1, [calc.exit_status for calc in calculations]
+        electrons = label.inputs.pw_base.pw.parameters['ELECTRONS']
+        assert electrons['conv_thr'] == 1e-9
+        if system.get('nspin') == 2:
+            assert electrons['mixing_beta'] == 0.2
         for pw in calculations:  # an isolated atom: Gamma only
             assert pw.inputs.kpoints.get_kpoints_mesh()[0] == [1, 1, 1] and pw.inputs.settings['gamma_only']
 
