@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -23,8 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import yaml
-from _nequip import nequip_environment
+from _nequip import nequip_environment, timed, train
 
 RESULTS = Path(__file__).parent / 'results' / 'md.json'
 PRESET = 'cpu'
@@ -39,31 +37,20 @@ if DEVICE != 'cpu':
 
 
 def _package(root: Path) -> tuple[Path, str]:
-    """A one-epoch model of the preset, packaged (.nequip.zip) through the commands AllegroTrainCalculation runs."""
-    from ase.io import write
-
+    """A one-epoch model of the preset, trained and packaged (.nequip.zip) through the commands
+    AllegroTrainCalculation runs."""
     from aiida_polyhydride.analysis.synthetic import synthetic_cah_frames
-    from aiida_polyhydride.calculations.allegro_config import (
-        CONFIG_NAME,
-        OUTPUT_FILES,
-        build_config,
-        validate_hyperparameters,
-    )
+    from aiida_polyhydride.calculations.allegro_config import OUTPUT_FILES
     from aiida_polyhydride.runners.compiled_models import console_script, file_sha256
 
     frames = synthetic_cah_frames(n_frames=24, seed=0)
-    write(root / 'train.extxyz', frames[:20])
-    write(root / 'validation.extxyz', frames[20:])
-    hyperparameters = validate_hyperparameters({'max_epochs': 1}, preset=PRESET)
-    config = build_config(hyperparameters, ['Ca', 'H'], {'Ca': 0.0, 'H': 0.0}, 'train.extxyz', 'validation.extxyz')
-    (root / f'{CONFIG_NAME}.yaml').write_text(yaml.safe_dump(config, sort_keys=False))
-    environment = nequip_environment(root)
-    for command in (
-        [console_script('nequip-train'), '-cp', str(root), '-cn', CONFIG_NAME],
-        [console_script('nequip-package'), 'build', OUTPUT_FILES['best_checkpoint'], 'model.nequip.zip'],
-    ):
-        subprocess.run(command, cwd=root, env=environment, check=True, capture_output=True)
-    return root / 'model.nequip.zip', file_sha256(root / 'model.nequip.zip')
+    workdir, environment = root / 'train', nequip_environment(root)
+    train(workdir, frames[:20], frames[20:], environment, preset=PRESET, hyperparameters={'max_epochs': 1})
+    package = workdir / 'model.nequip.zip'
+    timed(
+        workdir, environment, console_script('nequip-package'), 'build', OUTPUT_FILES['best_checkpoint'], package.name
+    )
+    return package, file_sha256(package)
 
 
 def _structure(repeat):
