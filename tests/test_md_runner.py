@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +208,18 @@ def test_distance_guard_reads_the_model_neighbour_list(models):
     assert shared_input.neighbours(atoms, 1000.0) is None  # beyond the model's cutoff: the guard searches
     atoms.positions[0] += 0.01
     assert shared_input.neighbours(atoms, 2.5) is None  # another frame: its model input is not built yet
+
+
+def test_cpu_models_are_compiled_with_serial_kernels(models):
+    """The session's compiled members hold AOTInductor kernels written for one thread: no OpenMP region and no atomic
+    add, which nequip-compile writes by default on this two-core machine (kernels that run ~1.8x slower)."""
+    compiled = sorted((models['cache'] / 'compiled').glob('*-cpu-t1-*.nequip.pt2'))
+    assert len(compiled) >= 2
+    for path in compiled:
+        with zipfile.ZipFile(path) as archive:
+            kernels = [archive.read(name).decode() for name in archive.namelist() if name.endswith('.kernel.cpp')]
+        assert kernels, path
+        assert not any('#pragma omp' in kernel or 'atomic_add' in kernel for kernel in kernels), path
 
 
 def test_runner_keeps_freed_memory():

@@ -53,20 +53,27 @@ def compiled_model(
     cache: str | Path | None = None,
     data_path: str | Path | None = None,
     target: str = 'ase',
+    threads: int = 1,
 ) -> Path:
     """Path of ``package`` compiled with AOTInductor for ``device`` and ``target`` (``ase``, or ``pair_allegro`` for
     LAMMPS's pair_style allegro), compiling it on first use.
 
     ``data_path``: frames with realistic shapes for the compiler (nequip otherwise reads the training data path
-    recorded in the package, which need not exist on this machine).
+    recorded in the package, which need not exist on this machine). ``threads``: on the CPU, the thread count
+    AOTInductor generates the kernels for. One (the default) gives serial kernels, which here run a 'cpu'-preset model
+    1.7-1.9x as fast as kernels generated for two threads, on one thread and on two alike (the parallel kernels'
+    scatters, e.g., must add atomically; benchmarks/README.md, MD). More may pay on a many-core node running one large
+    system; not measured.
     """
     if file_sha256(package) != sha256:
         raise CompilationError(f'{package} does not match its recorded sha256 {sha256}: refusing to use it')
     versions = stack_versions()
     tag = hashlib.sha256(repr(sorted(versions.items())).encode()).hexdigest()[:12]
     directory = Path(cache or cache_directory()) / 'compiled'
-    suffix = '' if target == 'ase' else f'-{target}'  # ASE files keep their original cache names
-    compiled = directory / f'{sha256[:20]}-{device}{suffix}-{tag}.nequip.pt2'
+    threads = threads if device == 'cpu' else None
+    device_name = device if threads is None else f'{device}-t{threads}'
+    suffix = '' if target == 'ase' else f'-{target}'
+    compiled = directory / f'{sha256[:20]}-{device_name}{suffix}-{tag}.nequip.pt2'
     if _is_cached(compiled):
         return compiled
     directory.mkdir(parents=True, exist_ok=True)
@@ -74,7 +81,7 @@ def compiled_model(
     with open(compiled.with_suffix('.lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _is_cached(compiled):
-            _compile(package, compiled, device, target, data_path)
+            _compile(package, compiled, device, target, data_path, threads)
     return compiled
 
 
@@ -83,10 +90,14 @@ def _is_cached(compiled: Path) -> bool:
     return compiled.is_file() and checksum.is_file() and file_sha256(compiled) == checksum.read_text().strip()
 
 
-def _compile(package: str | Path, compiled: Path, device: str, target: str, data_path: str | Path | None) -> None:
+def _compile(
+    package: str | Path, compiled: Path, device: str, target: str, data_path: str | Path | None, threads: int | None
+) -> None:
     with tempfile.TemporaryDirectory(prefix='nequip-compile-', dir=compiled.parent) as workdir:
         # AOTInductor writes its kernels to TORCHINDUCTOR_CACHE_DIR and /tmp/aotinductor_*: keep them per job
         environment = {**os.environ, 'TORCHINDUCTOR_CACHE_DIR': str(Path(workdir) / 'inductor'), 'TMPDIR': workdir}
+        if threads is not None:
+            environment['OMP_NUM_THREADS'] = str(threads)
         output = Path(workdir) / compiled.name
         command = [
             console_script('nequip-compile'), str(package), str(output),
