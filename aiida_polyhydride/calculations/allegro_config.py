@@ -2,11 +2,13 @@
 
 Pure Python (no AiiDA import): an ``AllegroTrainCalculation`` validates its ``hyperparameters`` input with
 :func:`validate_hyperparameters` and writes ``yaml.safe_dump(build_config(...))`` as ``<CONFIG_NAME>.yaml`` into its
-working directory, then runs (all from the working directory)::
+working directory, then runs (all from the working directory, through :mod:`aiida_polyhydride.runners.train`)::
 
     nequip-train -cp . -cn config
     nequip-package build checkpoints/best.ckpt model.nequip.zip
-    nequip-compile --mode aotinductor --device cpu --target ase model.nequip.zip model.nequip.pt2
+
+The package is compiled where a model is used, for that device
+(:func:`aiida_polyhydride.runners.compiled_models.compiled_model`).
 
 Hydra writes into the working directory itself (``hydra.run.dir: .``); see :data:`OUTPUT_FILES` for the files that
 the run leaves there. Units follow the data (ASE/extxyz): eV, eV/Angstrom, eV/Angstrom^3.
