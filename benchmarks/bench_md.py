@@ -5,7 +5,7 @@ A 'cpu'-preset model is trained for one epoch on synthetic Morse Ca-H frames (th
 architecture, not on the weights), packaged and compiled for the CPU once. The 4-member committee is 4 calculators
 of that one compiled model: each costs one full evaluation, as distinct members would. Runs go through
 ``runners.md.main`` (the code an MDCalculation runs) on CaH4 I4/mmm supercells of 100, 400 and 1500 atoms, NVT
-Langevin at 300 K, one torch thread. ``BENCH_DEVICE=cuda`` runs the same on a GPU (model compiled for cuda) and adds
+Langevin at 300 K, one torch thread; per size the single-model and committee runs go A B B A. ``BENCH_DEVICE=cuda`` runs the same on a GPU (model compiled for cuda) and adds
 a 10,000-atom cell. Results: benchmarks/results/md.json (md_cuda.json on a GPU).
 """
 
@@ -79,13 +79,13 @@ def bare_evaluation_s(compiled: Path, atoms, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
-def md_run(root: Path, package: Path, sha256: str, atoms, n_steps: int, n_models: int) -> dict:
+def md_run(root: Path, package: Path, sha256: str, atoms, n_steps: int, n_models: int, label: str = '') -> dict:
     """``runners.md.main`` in a fresh directory; returns its result.json."""
     from ase.io import write
 
     from aiida_polyhydride.runners import md as md_runner
 
-    directory = root / f'md_{len(atoms)}_{n_models}'
+    directory = root / f'md_{len(atoms)}_{n_models}{label}'
     directory.mkdir()
     shutil.copy(package, directory / 'model.nequip.zip')
     write(directory / 'initial.extxyz', atoms)
@@ -111,26 +111,37 @@ def md_run(root: Path, package: Path, sha256: str, atoms, n_steps: int, n_models
 def measure(root: Path, package: Path, sha256: str, compiled: Path, repeat, n_steps: int) -> dict:
     atoms = _structure(repeat)
     bare_s = bare_evaluation_s(compiled, atoms)
-    single, committee = (md_run(root, package, sha256, atoms, n_steps, n) for n in (1, COMMITTEE_SIZE))
-    step_s = single['timings']['md_s'] / n_steps
-    committee_step_s = committee['timings']['md_s'] / n_steps
-    per_dump_s = committee['timings']['committee_s_per_dump']
+    # single, committee, committee, single: a drift of the machine's speed that is linear in time cancels in the
+    # between-run ratio (one pair in one order read 1.28-1.41 where alternating A/B runs agree with the in-run ratio)
+    results = {1: [], COMMITTEE_SIZE: []}
+    for index, n_models in enumerate((1, COMMITTEE_SIZE, COMMITTEE_SIZE, 1)):
+        results[n_models].append(md_run(root, package, sha256, atoms, n_steps, n_models, label=f'_{index}'))
+
+    def total(n_models, key):
+        return sum(result['timings'][key] for result in results[n_models])
+
+    n_runs = len(results[1])
+    step_s = total(1, 'md_s') / (n_runs * n_steps)
+    committee_step_s = total(COMMITTEE_SIZE, 'md_s') / (n_runs * n_steps)
+    per_dump_s = total(COMMITTEE_SIZE, 'committee_s') / sum(result['n_dumps'] for result in results[COMMITTEE_SIZE])
     return {
         'n_atoms': len(atoms),
         'n_steps': n_steps,
-        'md_atom_steps_per_s': round(single['timings']['atom_steps_per_s'], 1),
+        'runs_per_model_count': n_runs,
+        'md_atom_steps_per_s': round(len(atoms) / step_s, 1),
         'md_step_s': round(step_s, 5),
+        'committee_run_md_step_s': round(committee_step_s, 5),
         'bare_evaluation_s': round(bare_s, 5),
         'bare_atom_evaluations_per_s': round(len(atoms) / bare_s, 1),
         'md_step_over_bare_evaluation': round(step_s / bare_s, 3),
         'committee_s_per_dump': round(per_dump_s, 4),
         # the other members' cost per dump interval over the propagation cost of that interval, both measured in the
-        # same run (robust to load changes between runs) ...
+        # same runs ...
         'committee_overhead': round(1 + per_dump_s / (DUMP_EVERY * committee_step_s), 3),
-        # ... and the MD loop time of the committee run over that of the single-model run (sensitive to load drift)
+        # ... and the MD loop time of the committee runs over that of the single-model runs
         'committee_overhead_between_runs': round(
-            (committee['timings']['md_s'] + committee['timings']['committee_s'])
-            / (single['timings']['md_s'] + single['timings']['committee_s']),
+            (total(COMMITTEE_SIZE, 'md_s') + total(COMMITTEE_SIZE, 'committee_s'))
+            / (total(1, 'md_s') + total(1, 'committee_s')),
             3,
         ),
     }
