@@ -5,8 +5,9 @@ A 'cpu'-preset model is trained for one epoch on synthetic Morse Ca-H frames (th
 architecture, not on the weights), packaged and compiled for the CPU once. The 4-member committee is 4 calculators
 of that one compiled model: each costs one full evaluation, as distinct members would. Runs go through
 ``runners.md.main`` (the code an MDCalculation runs) on CaH4 I4/mmm supercells of 100, 400 and 1500 atoms, NVT
-Langevin at 300 K, one torch thread; per size the single-model and committee runs go A B B A. ``BENCH_DEVICE=cuda`` runs the same on a GPU (model compiled for cuda) and adds
-a 10,000-atom cell. Results: benchmarks/results/md.json (md_cuda.json on a GPU).
+Langevin at 300 K, one torch thread; per size the single-model and committee runs go A B B A. ``BENCH_DEVICE=cuda``
+runs the same on a GPU (model compiled for cuda) and adds a 10,000-atom cell. Results: benchmarks/results/md.json
+(md_cuda.json on a GPU).
 """
 
 from __future__ import annotations
