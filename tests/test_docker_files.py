@@ -324,6 +324,7 @@ def test_computer_yaml_is_valid_and_matches_the_image():
     assert description.transport == 'core.local'
     assert description.scheduler == 'core.slurm'
     assert '--allow-run-as-root' not in description.mpirun_command  # jobs run as the user aiida
+    assert ' --bind-to none ' in ' '.join(description.mpirun_command)  # task/none: no CPU set per job
     dockerfile_env = ' '.join(argument for instruction, argument in dockerfile_instructions() if instruction == 'ENV')
     venv = re.search(r'VIRTUAL_ENV=(\S+)', dockerfile_env).group(1)
     executables = {code.label: code.executable for code in description.codes}

@@ -103,6 +103,19 @@ def test_setup_computer_from_yaml_is_idempotent(slurm_setup):
     assert code.filepath_executable == Path(shutil.which('pw.x'))
 
 
+@pytest.mark.parametrize('label', ['localhost', SLURM_LABEL])
+def test_mpi_ranks_are_not_pinned_to_one_core(label, slurm_setup):
+    """Jobs side by side on one machine must not share a core: Open MPI pins rank 0 of every mpirun to core 0 unless
+    told otherwise, and neither the direct scheduler nor SLURM's task/none gives a job its own CPU set."""
+    from aiida import orm
+
+    mpirun = [part.format(tot_num_mpiprocs=1) for part in orm.load_computer(label).get_mpirun_command()]
+    probe = [sys.executable, '-c', 'import os; print(len(os.sched_getaffinity(0)))']
+    result = subprocess.run(mpirun + probe, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) == len(os.sched_getaffinity(0))
+
+
 def test_pw_singlepoint_through_slurm(slurm_setup, submit_and_await, cah4_primitive):
     from aiida import orm
 

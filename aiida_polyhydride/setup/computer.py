@@ -16,9 +16,11 @@ LOCALHOST = 'localhost'
 PW_CODE = 'pw'
 PYTHON_CODE = 'python'
 
-# Open MPI refuses to run as root and to start more ranks than cores unless told; both are normal here.
-_ROOT_MPIRUN = ['mpirun', '--allow-run-as-root', '--oversubscribe', '-np', '{tot_num_mpiprocs}']
-_USER_MPIRUN = ['mpirun', '--oversubscribe', '-np', '{tot_num_mpiprocs}']
+# Open MPI refuses to run as root and to start more ranks than cores unless told; both are normal here. It also pins
+# rank 0 of every mpirun to core 0, so jobs running side by side (LabelWorkChain's max_concurrent) shared one core:
+# two 1-rank pw.x at once took 4.8 s each against 2.4 s alone; unpinned, 2.8 s.
+_ROOT_MPIRUN = ['mpirun', '--allow-run-as-root', '--oversubscribe', '--bind-to', 'none', '-np', '{tot_num_mpiprocs}']
+_USER_MPIRUN = ['mpirun', '--oversubscribe', '--bind-to', 'none', '-np', '{tot_num_mpiprocs}']
 
 
 def setup_localhost(label: str = LOCALHOST, workdir: str | Path | None = None) -> tuple[orm.Computer, SetupResult]:
