@@ -22,6 +22,13 @@ print(json.dumps({{
 }}))
 """
 
+PIN = """
+from aiida import load_profile, orm
+load_profile('{name}')
+orm.load_computer('localhost').set_mpirun_command({command!r})
+print('{{}}')
+"""
+
 
 def test_embedded_default_setup_is_idempotent(user_shell):
     first = user_shell.cli('setup')
@@ -40,6 +47,14 @@ def test_embedded_default_setup_is_idempotent(user_shell):
     assert second.returncode == 0, second.stderr
     assert 'Nothing changed' in second.stdout
     assert 'created' not in second.stdout
+    assert user_shell.python_json(INSPECT.format(name='polyhydride')) == state
+
+    # a localhost from before --bind-to none (its ranks pinned to core 0) gets the current command, nothing else changes
+    pinned = [part for part in state['mpirun'] if part not in ('--bind-to', 'none')]
+    user_shell.python_json(PIN.format(name='polyhydride', command=pinned))
+    third = user_shell.cli('setup')
+    assert third.returncode == 0, third.stderr
+    assert 'localhost: mpirun no longer pins every job to core 0 (--bind-to none)' in third.stdout
     assert user_shell.python_json(INSPECT.format(name='polyhydride')) == state
 
 

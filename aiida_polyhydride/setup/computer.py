@@ -21,18 +21,34 @@ PYTHON_CODE = 'python'
 # two 1-rank pw.x at once took 4.8 s each against 2.4 s alone; unpinned, 2.8 s.
 _ROOT_MPIRUN = ['mpirun', '--allow-run-as-root', '--oversubscribe', '--bind-to', 'none', '-np', '{tot_num_mpiprocs}']
 _USER_MPIRUN = ['mpirun', '--oversubscribe', '--bind-to', 'none', '-np', '{tot_num_mpiprocs}']
+# what setups before --bind-to none wrote: a localhost still on one of these is brought to the current command
+_PINNING_MPIRUN = [
+    ['mpirun', '--allow-run-as-root', '--oversubscribe', '-np', '{tot_num_mpiprocs}'],
+    ['mpirun', '--oversubscribe', '-np', '{tot_num_mpiprocs}'],
+]
+
+
+def _mpirun_command() -> list[str]:
+    return _ROOT_MPIRUN if os.geteuid() == 0 else _USER_MPIRUN
 
 
 def setup_localhost(label: str = LOCALHOST, workdir: str | Path | None = None) -> tuple[orm.Computer, SetupResult]:
-    """Create and configure the ``core.local`` + ``core.direct`` computer ``label`` unless it exists."""
+    """Create and configure the ``core.local`` + ``core.direct`` computer ``label`` unless it exists; an existing one is
+    configured if it is not, and moved off the mpirun command of earlier versions, which pinned every job to core 0."""
     try:
         computer = orm.load_computer(label)
     except NotExistent:
         pass
     else:
+        changes = []
+        if computer.get_mpirun_command() in _PINNING_MPIRUN:
+            computer.set_mpirun_command(_mpirun_command())
+            changes.append('mpirun no longer pins every job to core 0 (--bind-to none)')
         if not computer.is_configured:
             computer.configure(safe_interval=0)
-            return computer, SetupResult('computer', True, f'{label}: configured the existing computer')
+            changes.append('configured the existing computer')
+        if changes:
+            return computer, SetupResult('computer', True, f'{label}: {"; ".join(changes)}')
         return computer, SetupResult(
             'computer', False, f'{label} ({computer.transport_type}, {computer.scheduler_type})'
         )
@@ -49,7 +65,7 @@ def setup_localhost(label: str = LOCALHOST, workdir: str | Path | None = None) -
         scheduler_type='core.direct',
         workdir=str(workdir),
     )
-    computer.set_mpirun_command(_ROOT_MPIRUN if os.geteuid() == 0 else _USER_MPIRUN)
+    computer.set_mpirun_command(_mpirun_command())
     computer.set_default_mpiprocs_per_machine(1)
     # One OpenMP thread per MPI rank: threaded BLAS under mpirun oversubscribes the cores.
     computer.set_prepend_text('export OMP_NUM_THREADS=1')
