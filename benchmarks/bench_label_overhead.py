@@ -8,10 +8,11 @@ Results: benchmarks/results/label_overhead.json.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from _machine import machine_description
 
 N_FRAMES = 20
 RESULTS = Path(__file__).parent / 'results' / 'label_overhead.json'
@@ -70,7 +71,7 @@ def main() -> None:
     result = {
         'benchmark': 'label_overhead',
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        'machine': f'{platform.node()} ({platform.processor() or platform.machine()}), 2 cores',
+        'machine': machine_description(),
         'profile': f'{profile.name} ({profile.storage_backend}, {profile.process_control_backend})',
         'frames': '2-atom rocksalt CaH, rattled 0.05 A; protocol fast (30/240 Ry), k spacing 0.6 1/A',
         'runs': runs,

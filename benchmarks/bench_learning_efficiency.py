@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _machine import machine_description
 from _nequip import TYPE_NAMES, checkpoint_calculator, nequip_environment, train
 
 RESULTS = Path(__file__).parent / 'results' / 'learning_efficiency.json'
@@ -306,7 +306,7 @@ def _summary(repeats: list[dict]) -> dict:
 def _write(result: dict, trainer: Trainer, start: float) -> None:
     result.update(
         date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        machine=f'{platform.node()} ({platform.machine()}), {os.cpu_count()} cores, CPU torch; load average '
+        machine=f'{machine_description()}, CPU torch; load average '
         f'{os.getloadavg()[0]:.1f} when written (a shared machine: the wall times are not those of an idle one)',
         n_trainings=trainer.n_trainings,
         train_s=round(trainer.train_seconds, 1),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -23,6 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from _machine import machine_description
 from _nequip import nequip_environment, timed, train
 
 RESULTS = Path(__file__).parent / 'results' / 'md.json'
@@ -198,8 +198,7 @@ def main() -> None:
     result = {
         'benchmark': 'md',
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        'machine': f'{platform.node()} ({platform.machine()}), {os.cpu_count()} cores, torch {version("torch")}, '
-        '1 torch thread',
+        'machine': f'{machine_description()}, torch {version("torch")}, 1 torch thread',
         'device': _device_name(),
         'load_average_1min_before_after': [round(load_before[0], 2), round(load_after[0], 2)],
         'model': f"'{PRESET}' preset Allegro, 1 epoch on synthetic Ca-H (cost depends on the architecture only)",

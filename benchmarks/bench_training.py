@@ -9,13 +9,12 @@ Results: benchmarks/results/training.json.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _machine import machine_description
 from _nequip import nequip_environment, timed, train
 
 RESULTS = Path(__file__).parent / 'results' / 'training.json'
@@ -62,7 +61,7 @@ def main() -> None:
     result = {
         'benchmark': 'training',
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        'machine': f'{platform.node()} ({platform.machine()}), {os.cpu_count()} cores, CPU torch',
+        'machine': f'{machine_description()}, CPU torch',
         'data': f'synthetic Morse Ca-H, 4-8 atoms/frame, {N_TRAIN} train + {N_VALIDATION} validation frames',
         'runs': [measure('tiny'), measure('cpu')],
     }
