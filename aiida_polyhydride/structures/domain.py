@@ -22,7 +22,13 @@ from .interface import slab_h2_interface
 from .phases import bulk_phase, primitive_cell
 from .sampling import default_volume_per_atom, liquid_like, off_stoichiometric, rattle, strain
 
-__all__ = ['exploration_systems', 'h2_density', 'hydride_volume_factor', 'training_domain_seeds']
+__all__ = [
+    'convergence_frames',
+    'exploration_systems',
+    'h2_density',
+    'hydride_volume_factor',
+    'training_domain_seeds',
+]
 
 #: pressure (GPa) of the prototypes' default geometry
 REFERENCE_PRESSURE = 40.0
@@ -138,3 +144,31 @@ def exploration_systems(metal: str, pressure: float = REFERENCE_PRESSURE, size: 
             density_g_cm3=h2_density(pressure), seed=0,
         )  # fmt: skip
     return systems
+
+
+def convergence_frames(metal: str, seed: int = 0) -> list[Atoms]:
+    """Six small frames spanning the training domain, for converging the labelling settings (each named by
+    ``origin_system``): MH2 Pnma at 0 GPa, MH4 I4/mmm at 60 GPa, dense H2 fluid at 40 GPa, a liquid-like MH5 cell
+    at 40 GPa, a hot (rattled 0.15 Angstrom, strained 4%) MH4 cell at 60 GPa and an MH2/H2 interface at 20 GPa.
+
+    Small cells on purpose: at a fixed k spacing a small cell costs less than a large one, and the dense reference
+    mesh is the expensive part of the study.
+    """
+    metal = check_metal(metal)
+    seed = check_seed(seed)
+    volume = default_volume_per_atom(metal, 5.0) * hydride_volume_factor(40.0)
+    frames = {
+        f'{metal}H2_Pnma_0GPa': (_compressed('MH2-Pnma', metal, 0.0), 0.0),
+        f'{metal}H4_I4mmm_60GPa': (_bulk('MH4-I4mmm', metal, 60.0), 60.0),
+        'H2_fluid_40GPa': (dense_h2_fluid(8, h2_density(40.0), seed=seed), 40.0),
+        f'{metal}H5_liquid_40GPa': (liquid_like(metal, 5.0, n_metal=2, volume_per_atom=volume, seed=seed + 1), 40.0),
+        f'{metal}H4_hot_60GPa': (
+            strain(rattle(_compressed('MH4-I4mmm', metal, 60.0), 0.15, seed + 3), 0.04, seed + 3),
+            60.0,
+        ),
+        f'{metal}H2_H2_interface_20GPa': (
+            slab_h2_interface('MH2-P63mmc', metal, layers=1, n_molecules=4, density_g_cm3=h2_density(20.0), seed=seed),
+            20.0,
+        ),
+    }
+    return [_origin(atoms, name, pressure) for name, (atoms, pressure) in frames.items()]

@@ -111,7 +111,10 @@ class IsolatedAtomsWorkChain(ProtocolMixin, WorkChain):
             overrides=recursive_merge(overrides or {}, {'max_failed_fraction': 0.0}),
         )
         builder = cls.get_builder()
-        builder.label = {key: value for key, value in label.items() if key not in ('structures', 'frames')}
+        # an atom's SCF threshold is ISOLATED_ATOM_CONV_THR (run_label), not the per-atom scaling of the protocol
+        builder.label = {
+            key: value for key, value in label.items() if key not in ('structures', 'frames', 'conv_thr_per_atom')
+        }
         builder.elements = orm.List(list(elements))
         builder.box_length = orm.Float(inputs['isolated_atom']['box_length'])
         # an isolated atom has no dispersion to sample: Gamma only (the training set's k spacing gave a 3x2x2 mesh)
@@ -124,6 +127,7 @@ class IsolatedAtomsWorkChain(ProtocolMixin, WorkChain):
         running = {}
         for element, box in boxes.items():
             inputs = AttributeDict(self.exposed_inputs(LabelWorkChain, namespace='label'))
+            inputs.pop('conv_thr_per_atom', None)  # the atom's own threshold is set below
             inputs.pw_base = AttributeDict(inputs.pw_base)
             inputs.pw_base.pw = AttributeDict(inputs.pw_base.pw)
             parameters = inputs.pw_base.pw.parameters.get_dict()

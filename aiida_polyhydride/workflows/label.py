@@ -78,6 +78,12 @@ def _parameters_for_kinds(parameters: orm.Dict, kinds: list[str]) -> orm.Dict:
     return orm.Dict(content)
 
 
+def _with_conv_thr(parameters: orm.Dict, conv_thr: float) -> orm.Dict:
+    content = parameters.get_dict()
+    content.setdefault('ELECTRONS', {})['conv_thr'] = conv_thr
+    return orm.Dict(content)
+
+
 def frame_key(index: int) -> str:
     return f'frame_{index:05d}'
 
@@ -98,6 +104,10 @@ def _validate_inputs(inputs: dict, namespace) -> str | None:
 
 def _validate_max_concurrent(value: orm.Int, _) -> str | None:
     return None if value.value >= 1 else f'max_concurrent must be at least 1, got {value.value}'
+
+
+def _validate_conv_thr_per_atom(value: orm.Float, _) -> str | None:
+    return None if value.value > 0 else f'conv_thr_per_atom must be positive, got {value.value}'
 
 
 def _validate_max_failed_fraction(value: orm.Float, _) -> str | None:
@@ -145,6 +155,14 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Float,
             default=lambda: orm.Float(0.25),
             help='k-point spacing (1/Angstrom); a 1x1x1 mesh runs Gamma-only.',
+        )
+        spec.input(
+            'conv_thr_per_atom',
+            valid_type=orm.Float,
+            required=False,
+            validator=_validate_conv_thr_per_atom,
+            help='SCF threshold (Ry) per atom: each frame runs with conv_thr = this x its number of atoms, as '
+            "aiida-quantumespresso sets it for one structure; without it every frame uses the template's conv_thr.",
         )
         spec.input(
             'max_concurrent',
@@ -222,14 +240,13 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         inputs = cls.get_protocol_inputs(protocol, overrides)
         if isinstance(structures, TrainingSetData):
             elements = set(structures.species)
-            example = orm.StructureData(ase=min(structures.to_ase(), key=len))
+            example = orm.StructureData(ase=structures.to_ase()[0])
         else:
             structures = list(structures)
             if not structures:
                 raise ValueError('structures: give at least one structure')
             elements = set().union(*(structure.get_symbols_set() for structure in structures))
-            # aiida-quantumespresso scales conv_thr with the atom count: the smallest frame gives the tightest
-            example = min(structures, key=lambda structure: len(structure.sites))
+            example = structures[0]
         cutoffs = recommended_cutoffs(pseudo_family, elements, inputs['cutoff_scale'])
         template = get_singlepoint_builder(
             code,
@@ -253,6 +270,11 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
             builder.structures = {frame_key(index): structure for index, structure in enumerate(structures)}
         builder.pseudo_family = orm.Str(pseudo_family)
         builder.kpoints_distance = orm.Float(inputs['kpoints_distance'])
+        user_conv_thr = (overrides or {}).get('pw_base', {}).get('pw', {}).get('parameters', {}).get('ELECTRONS', {})
+        if 'conv_thr' not in user_conv_thr:
+            # aiida-quantumespresso scales conv_thr with the atom count of one structure; here each frame gets its own
+            meta = PwBaseWorkChain.get_protocol_inputs(inputs['pw_base_protocol'])['meta_parameters']
+            builder.conv_thr_per_atom = orm.Float(meta['conv_thr_per_atom'])
         builder.max_concurrent = orm.Int(inputs['max_concurrent'])
         builder.max_failed_fraction = orm.Float(inputs['max_failed_fraction'])
         builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
@@ -297,6 +319,10 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         inputs.pw.structure = structure
         inputs.pw.pseudos = self.ctx.family.get_pseudos(structure=structure)
         inputs.pw.parameters = _parameters_for_kinds(inputs.pw.parameters, structure.get_kind_names())
+        if 'conv_thr_per_atom' in self.inputs:
+            inputs.pw.parameters = _with_conv_thr(
+                inputs.pw.parameters, self.inputs.conv_thr_per_atom.value * len(structure.sites)
+            )
         kpoints = create_kpoints_from_distance(
             structure, self.inputs.kpoints_distance, orm.Bool(False), metadata={'call_link_label': f'kpoints_{key}'}
         )
