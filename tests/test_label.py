@@ -117,6 +117,25 @@ def test_concurrency_never_exceeds_max_concurrent(label_run):
     assert peak == MAX_CONCURRENT  # the batch really ran side by side
 
 
+def test_next_frame_starts_as_soon_as_a_slot_frees(label_run):
+    children = {child.label: child for child in label_run.called if child.process_label == 'PwBaseWorkChain'}
+    quick, slow, last = children['frame_00002'], children['frame_00003'], children['frame_00004']
+    assert quick.mtime < slow.mtime  # the 2-atom cell ends first, while H2 in its large box still runs
+    # with a barrier per batch of two, frame 4 would wait for the end of frames 2 and 3
+    assert last.ctime < slow.mtime
+
+
+def test_scf_threshold_scales_with_each_frame(label_run):
+    thresholds = {
+        len(child.inputs.pw.structure.sites): child.inputs.pw.parameters['ELECTRONS']['conv_thr']
+        for child in label_run.called
+        if child.process_label == 'PwBaseWorkChain'
+    }
+    assert set(thresholds) == {2, 3}
+    for n_atoms, conv_thr in thresholds.items():
+        assert conv_thr == pytest.approx(1e-11 * n_atoms)  # the run's conv_thr_per_atom
+
+
 def test_large_cell_runs_gamma_only_with_its_own_pseudos(label_run):
     children = {child.label: child for child in label_run.called if child.process_label == 'PwBaseWorkChain'}
     h2 = children['frame_00003']

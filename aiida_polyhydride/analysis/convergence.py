@@ -85,7 +85,7 @@ def label_differences(
 
 
 def within_tolerances(differences: Mapping[str, Mapping[str, float]], tolerances: Mapping[str, float]) -> bool:
-    """True when every frame's |difference| is within each tolerance (and there is at least one frame)."""
+    """True when every frame's absolute difference is within each tolerance (and there is at least one frame)."""
     return bool(differences) and all(
         abs(values[quantity]) <= limit for values in differences.values() for quantity, limit in tolerances.items()
     )

@@ -1,8 +1,8 @@
 """LabelWorkChain: DFT labels (energy, forces, stress) of many frames with pw.x, into one TrainingSetData.
 
-One PwBaseWorkChain per frame (its error handlers do the retries), at most ``max_concurrent`` at once, the same
-cutoffs for every frame. Frames that fail are recorded with their reason; the successful labels are always output,
-and a dedicated exit code says when more than ``max_failed_fraction`` failed.
+One PwBaseWorkChain per frame (its error handlers do the retries), at most ``max_concurrent`` at once and the next
+as soon as one ends, the same cutoffs for every frame. Frames that fail are recorded with their reason; the
+successful labels are always output, and a dedicated exit code says when more than ``max_failed_fraction`` failed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction, while_
+from aiida.engine import WorkChain, calcfunction, while_
 from aiida_quantumespresso.calculations.functions.create_kpoints_from_distance import create_kpoints_from_distance
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
@@ -21,6 +21,7 @@ from ..data.training_set import TrainingSetData
 from ..protocols import protocol_file
 from ..setup.pseudos import DEFAULT_FAMILY
 from .pw import get_singlepoint_builder, load_pseudo_family, recommended_cutoffs
+from .rolling import RollingSubmissionMixin
 
 __all__ = ('LabelWorkChain', 'collect_labels', 'dataset_to_structures')
 
@@ -119,7 +120,7 @@ def _validate_origin(value: orm.Dict, _) -> str | None:
     return f'origin: unknown keys {unknown}; allowed: {", ".join(ORIGIN_KEYS)}' if unknown else None
 
 
-class LabelWorkChain(ProtocolMixin, WorkChain):
+class LabelWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
     """Label frames with pw.x (energy, forces, stress) into one TrainingSetData."""
 
     @classmethod
@@ -194,7 +195,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         spec.inputs.validator = _validate_inputs
         spec.outline(
             cls.setup,
-            while_(cls.frames_left)(cls.submit_batch, cls.inspect_batch),
+            while_(cls.frames_left)(cls.label_frames),
             cls.results,
         )
         spec.output(
@@ -273,7 +274,10 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         user_conv_thr = (overrides or {}).get('pw_base', {}).get('pw', {}).get('parameters', {}).get('ELECTRONS', {})
         if 'conv_thr' not in user_conv_thr:
             # aiida-quantumespresso scales conv_thr with the atom count of one structure; here each frame gets its own
-            meta = PwBaseWorkChain.get_protocol_inputs(inputs['pw_base_protocol'])['meta_parameters']
+            meta = recursive_merge(
+                PwBaseWorkChain.get_protocol_inputs(inputs['pw_base_protocol'])['meta_parameters'],
+                inputs['pw_base'].get('meta_parameters', {}),
+            )
             builder.conv_thr_per_atom = orm.Float(meta['conv_thr_per_atom'])
         builder.max_concurrent = orm.Int(inputs['max_concurrent'])
         builder.max_failed_fraction = orm.Float(inputs['max_failed_fraction'])
@@ -287,6 +291,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         else:
             self.ctx.structures = dict(self.inputs.structures)
         self.ctx.pending = sorted(self.ctx.structures)
+        self.ctx.running = {}
         self.ctx.labelled = {}
         self.ctx.failed = {}
         elements = set().union(*(structure.get_symbols_set() for structure in self.ctx.structures.values()))
@@ -298,19 +303,26 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def frames_left(self) -> bool:
-        return bool(self.ctx.pending)
+        return bool(self.ctx.pending or self.ctx.running)
 
-    def submit_batch(self):
-        """Submit the next ``max_concurrent`` frames; the step waits for all of them."""
-        batch, self.ctx.pending = (
-            self.ctx.pending[: self.inputs.max_concurrent.value],
-            self.ctx.pending[self.inputs.max_concurrent.value :],
-        )
-        running = {}
-        for key in batch:
-            running[key] = self.submit(PwBaseWorkChain, **self._frame_inputs(key))
-        self.report(f'submitted {", ".join(f"{key}<{node.pk}>" for key, node in running.items())}')
-        return ToContext(**{f'batch_{key}': node for key, node in running.items()})
+    def label_frames(self):
+        """Collect the frames whose pw.x ended, start new ones in the free slots, wait for the next to end.
+
+        A frame starts as soon as a slot frees up: no batch waits for its slowest frame.
+        """
+        for key, node in list(self.ctx.running.items()):
+            if node.is_terminated:
+                self._collect(key, self.ctx.running.pop(key))
+        submitted = []
+        while self.ctx.pending and len(self.ctx.running) < self.inputs.max_concurrent.value:
+            key = self.ctx.pending.pop(0)
+            self.ctx.running[key] = self.submit(PwBaseWorkChain, **self._frame_inputs(key))
+            submitted.append(f'{key}<{self.ctx.running[key].pk}>')
+        if submitted:
+            self.report(f'submitted {", ".join(submitted)}; {len(self.ctx.pending)} frames waiting')
+        if self.ctx.running:
+            return self.wait_for_any(self.ctx.running)
+        return None
 
     def _frame_inputs(self, key: str) -> AttributeDict:
         structure = self.ctx.structures[key]
@@ -335,17 +347,15 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         inputs.metadata = {'call_link_label': f'label_{key}', 'label': key}
         return inputs
 
-    def inspect_batch(self):
-        """Sort the finished batch into labelled and failed frames."""
-        for context_key in [key for key in self.ctx if key.startswith('batch_')]:
-            node = self.ctx.pop(context_key)
-            key = context_key[len('batch_') :]
-            if node.is_finished_ok:
-                self.ctx.labelled[key] = node
-            else:
-                reason = node.exit_message or (node.exception or 'excepted or killed').splitlines()[-1]
-                self.ctx.failed[key] = {'pk': node.pk, 'exit_status': node.exit_status, 'reason': reason}
-                self.report(f'{key}: PwBaseWorkChain<{node.pk}> failed [{node.exit_status}]: {reason}')
+    def _collect(self, key: str, node: orm.WorkflowNode) -> None:
+        """File a terminated frame as labelled or failed (with its reason)."""
+        self.ctx.pop(f'running_{key}', None)
+        if node.is_finished_ok:
+            self.ctx.labelled[key] = node
+        else:
+            reason = node.exit_message or (node.exception or 'excepted or killed').splitlines()[-1]
+            self.ctx.failed[key] = {'pk': node.pk, 'exit_status': node.exit_status, 'reason': reason}
+            self.report(f'{key}: PwBaseWorkChain<{node.pk}> failed [{node.exit_status}]: {reason}')
 
     def results(self):
         """Output the labelled dataset and the failures, then apply the failure policy."""

@@ -1,0 +1,44 @@
+"""Keep at most N children of a work chain running, starting the next as soon as any one ends.
+
+aiida-core resumes a work chain when *all* the children a step waits on have terminated, so a batch of N runs ends
+with idle slots while the slowest finishes. A work chain that mixes in :class:`RollingSubmissionMixin` and returns
+:meth:`~RollingSubmissionMixin.wait_for_any` from a step is resumed when the *first* of them terminates; its step then
+collects whatever has terminated, fills the free slots and waits again. The children still running are awaited again
+by the next step (a child's callback from the earlier wait is recognised and dropped), and after a daemon restart the
+awaitables of the checkpoint are re-registered as usual.
+
+This relies on :meth:`aiida.engine.WorkChain._on_awaitable_finished` (a private hook of aiida-core 2.x): the only
+place where the engine decides to resume. ``tests/test_label.py`` checks the behaviour against a real daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiida import orm
+from aiida.engine import ToContext
+from plumpy.process_states import ProcessState
+
+__all__ = ('RollingSubmissionMixin',)
+
+_WAIT_ANY = 'wait_for_any_child'
+
+
+class RollingSubmissionMixin:
+    """Mixin for a WorkChain: :meth:`wait_for_any` makes the step resume when any one awaited child terminates."""
+
+    def wait_for_any(self, running: Mapping[str, orm.ProcessNode], prefix: str = 'running_') -> ToContext:
+        """Await ``running`` (key -> child node); the work chain continues when the first of them terminates."""
+        self.ctx[_WAIT_ANY] = True
+        return ToContext(**{f'{prefix}{key}': node for key, node in running.items()})
+
+    def _on_awaitable_finished(self, awaitable) -> None:
+        # a child still running when the step resumed is awaited again by the next step: the callback of the earlier
+        # wait then arrives with the earlier (equal) awaitable, and the one in the list is the one to resolve
+        current = next((entry for entry in self._awaitables if entry == awaitable), None)
+        if current is None:
+            return  # already resolved through the other wait's callback
+        super()._on_awaitable_finished(current)
+        if self.ctx.get(_WAIT_ANY) and self._awaitables and self.state == ProcessState.WAITING:
+            self.ctx[_WAIT_ANY] = False
+            self.resume()
