@@ -309,3 +309,76 @@ def test_calibration_and_dataset_growth_on_constructed_frames():
         'labels_failed': 1, 'calibrated': True, 'calibrated_lo': pytest.approx(0.05),
         'calibrated_hi': pytest.approx(0.2),
     }  # fmt: skip
+
+
+def test_launch_continues_a_run_with_changed_inputs(loop_run, session_shell, aiida_profile):
+    """`launch active-learning --parent PK --set ...`: the user's path when an allocation ended."""
+    result = session_shell.cli(
+        'launch', 'active-learning', '-p', aiida_profile.name, '--parent', str(loop_run.pk),
+        '--set', 'max_iterations=5', '--set', 'trust_window.target_force_error=0.08',
+        '--set', 'explore.max_concurrent=1', '--dry-run',
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'Valid; nothing submitted (--dry-run).' in result.stdout
+    builder_state = session_shell.python_json(
+        'import json\n'
+        'from aiida import load_profile\n'
+        f"load_profile('{aiida_profile.name}')\n"
+        'from aiida_polyhydride.cli.launch import builder_from_parent\n'
+        f"builder = builder_from_parent('polyhydride.active_learning', {loop_run.pk}, "
+        "('max_iterations=5', 'trust_window.target_force_error=0.08', 'explore.max_concurrent=1'))\n"
+        'print(json.dumps({"max_iterations": builder.max_iterations.value, "window": builder.trust_window.get_dict(),'
+        ' "explore": builder.explore.max_concurrent.value, "training": builder.parent.training_set.uuid}))'
+    )
+    assert builder_state['max_iterations'] == 5
+    assert builder_state['explore'] == 1
+    assert builder_state['window']['target_force_error'] == 0.08
+    assert builder_state['window']['lo'] == loop_run.inputs.trust_window['lo']  # the other entries kept
+    assert builder_state['training'] == loop_run.outputs.training_set.uuid
+
+    refusals = [
+        (['--protocol', 'fast'], '--parent continues a run with its own inputs; drop --protocol'),
+        (['--set', 'max_iteration=5'], "--set max_iteration: the workflow has no input 'max_iteration'"),
+        (['--set', 'explore.nosuch=1'], "--set explore.nosuch: explore has no input 'nosuch'"),
+        (['--set', 'max_iterations=many'], "--set max_iterations: 'many' is not a valid Int"),
+    ]
+    for args, message in refusals:
+        refused = session_shell.cli(
+            'launch', 'active-learning', '-p', aiida_profile.name, '--parent', str(loop_run.pk), *args, '--dry-run'
+        )
+        assert refused.returncode != 0
+        assert message in refused.stderr, refused.stderr
+        assert 'Traceback' not in refused.stderr
+    not_a_loop = session_shell.cli(
+        'launch', 'active-learning', '-p', aiida_profile.name, '--parent',
+        str(loop_run.outputs.training_set.pk), '--dry-run',
+    )  # fmt: skip
+    assert 'is not an ActiveLearningWorkChain' in not_a_loop.stderr, not_a_loop.stderr
+
+
+def test_archive_of_a_run_continues_in_a_fresh_profile(loop_run, session_shell, user_shell, tmp_path):
+    """The campaign's path between sessions or machines: archive the run, import it elsewhere, continue it."""
+    archive = tmp_path / 'loop.aiida'
+    created = session_shell.verdi('archive', 'create', '-N', str(loop_run.pk), '--', str(archive))
+    assert created.returncode == 0, created.stderr
+    setup = user_shell.verdi(
+        'profile', 'setup', 'core.sqlite_dos', '-n', '--profile-name', 'fresh', '--email', 'fresh@localhost',
+        '--first-name', 'A', '--last-name', 'User', '--institution', 'Lab', '--broker', 'none',
+    )  # fmt: skip
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    imported = user_shell.verdi('-p', 'fresh', 'archive', 'import', str(archive))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    state = user_shell.python_json(
+        'import json\n'
+        "from aiida import load_profile, orm\nload_profile('fresh')\n"
+        'from aiida_polyhydride.cli.launch import builder_from_parent\n'
+        f"builder = builder_from_parent('polyhydride.active_learning', '{loop_run.uuid}', ('max_iterations=1',))\n"
+        'print(json.dumps({"training": builder.parent.training_set.uuid,'
+        ' "models": sorted(model.uuid for model in builder.parent.models.values()),'
+        ' "pw": builder.label.pw_base.pw.code.full_label}))'
+    )
+    assert state['training'] == loop_run.outputs.training_set.uuid
+    assert state['models'] == sorted(model.uuid for model in loop_run.outputs.models.values())
+    assert state['pw'] == loop_run.inputs.label.pw_base.pw.code.full_label
+    dry_run = user_shell.cli('launch', 'active-learning', '-p', 'fresh', '--parent', loop_run.uuid, '--dry-run')
+    assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr

@@ -109,6 +109,31 @@ def test_exploration_systems_by_size():
         domain.exploration_systems('Ca', 40.0, 'huge')
 
 
+def test_compact_exploration_covers_the_domain_in_small_cells():
+    compact = domain.exploration_systems('Ca', 40.0, 'compact')
+    compositions = {name: atoms.get_chemical_symbols().count('H') / max(1, atoms.get_chemical_symbols().count('Ca'))
+                    for name, atoms in compact.items()}  # fmt: skip
+    assert compositions['CaH2_Pnma_bulk'] == compositions['CaH2_bulk'] == 2.0
+    assert compositions['CaH4_bulk'] == 4.0 and compositions['CaH6_bulk'] == 6.0
+    assert compositions['CaH3_liquid'] == 3.0 and compositions['CaH5_liquid'] == 5.0
+    assert {'H2_fluid', 'CaH2_slab_H2', 'CaH4_slab_H2'} <= set(compact)
+    assert all(12 <= len(atoms) <= 24 for atoms in compact.values())
+    denser = domain.exploration_systems('Ca', 60.0, 'compact')
+    assert all(denser[name].get_volume() < compact[name].get_volume() for name in compact)
+
+
+def test_near_cubic_supercell_evens_out_a_layered_cell():
+    from aiida_polyhydride.structures._geometry import perpendicular_widths
+
+    primitive = domain.exploration_systems('Ca', 40.0, 'tiny')['CaH4_bulk']  # widths about 2.7, 2.7, 2.1 Angstrom
+    supercell = domain.near_cubic_supercell(primitive, 20)
+    assert len(supercell) == 20
+    assert supercell.get_volume() == pytest.approx(4 * primitive.get_volume())
+    widths = perpendicular_widths(supercell.cell)
+    assert widths.min() > 1.2 * perpendicular_widths(primitive.cell).max()  # not a 4x1x1 stack
+    assert len(domain.near_cubic_supercell(primitive, 3)) == len(primitive)
+
+
 def test_plots_are_pngs():
     history = [
         {'iteration': 1, 'validation_forces_rmse': 300.0, 'ratios': {'CaH4_bulk': {'accurate': 0.2}}},

@@ -22,6 +22,7 @@ def explore_run(tiny_committee, compiled_committee, cah4_primitive, model_cache,
     builder.pressures = orm.List([None, 40.0])
     builder.lo, builder.hi = orm.Float(0.0), orm.Float(1.0e3)  # every frame is a candidate: the caps decide
     builder.max_per_system, builder.max_total = orm.Int(3), orm.Int(3)
+    builder.max_concurrent = orm.Int(1)
     return run_in_daemon(builder)
 
 
@@ -31,6 +32,8 @@ def test_grid_runs_and_selection_is_capped(explore_run):
     md_runs = [child for child in node.called if child.process_label == 'MDBaseWorkChain']
     assert len(md_runs) == 2  # one system x one temperature x (NVT, 40 GPa), each with its restart handlers
     assert all(run.is_finished_ok for run in md_runs)
+    first, second = sorted(md_runs, key=lambda run: run.ctime)
+    assert second.ctime >= first.mtime  # max_concurrent 1: the second run starts only once the first has ended
     ensembles = sorted(run.inputs.md.parameters['ensemble'] for run in md_runs)
     assert ensembles == ['npt', 'nvt']
     ratios = node.outputs.ratios.get_dict()

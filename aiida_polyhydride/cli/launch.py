@@ -29,6 +29,10 @@ WORKFLOWS = {
     'surface-melting': 'polyhydride.surface_melting',
     'enthalpy': 'polyhydride.enthalpy',
 }
+#: workflows whose class can continue an earlier run (``get_builder_from_parent``): their command takes --parent
+CONTINUABLE = ('active-learning',)
+#: input types a --set value is turned into, from the type the port takes
+_SIMPLE_TYPES = ('Int', 'Float', 'Str', 'Bool', 'Dict', 'List')
 ELEMENT_KEYS = ('metal', 'metals', 'element', 'elements', 'species')
 
 
@@ -172,6 +176,74 @@ def build(entry_point: str, inputs: dict[str, Any]):
         raise LaunchInputError(f'{workflow.__name__}: {exception}') from None
 
 
+def builder_from_parent(entry_point: str, parent: Any, settings: tuple[str, ...]):
+    """The builder continuing ``parent`` (PK or UUID) with ``--set`` changes to its inputs; needs the profile."""
+    workflow = load_workflow(entry_point)
+    node = _load_node('--parent', parent)
+    try:
+        builder = workflow.get_builder_from_parent(node)
+    except ValueError as exception:
+        raise LaunchInputError(f'--parent: {exception}') from None
+    changes = apply_settings({}, settings)
+    validate_inputs(changes)
+    for key, value in _flatten(changes):
+        set_builder_input(builder, key, _resolve_nodes(key, value))
+    return builder
+
+
+def set_builder_input(builder, key: str, value: Any) -> None:
+    """Set the dotted input ``key`` of ``builder`` to ``value``, as the node type its port takes.
+
+    A key inside a Dict input (``trust_window.lo``) changes that one entry and keeps the others.
+    """
+    from aiida import orm
+    from plumpy.ports import PortNamespace
+
+    parts = key.split('.')
+    target = builder
+    for index, part in enumerate(parts):
+        namespace = target._port_namespace
+        if part not in namespace:
+            where = '.'.join(parts[:index]) or 'the workflow'
+            raise LaunchInputError(f'--set {key}: {where} has no input {part!r}; it has {", ".join(sorted(namespace))}')
+        port = namespace[part]
+        rest = parts[index + 1 :]
+        if isinstance(port, PortNamespace) and rest:
+            target = target[part]
+            continue
+        type_name = getattr(port.valid_type, '__name__', None)
+        if rest and type_name != 'Dict':
+            raise LaunchInputError(f'--set {key}: {".".join(parts[: index + 1])} is not a namespace or a Dict input')
+        if type_name == 'Dict':
+            current = target[part].get_dict() if target.get(part) is not None else {}
+            entry = current
+            for name in rest[:-1]:
+                entry = entry.setdefault(name, {})
+            if rest:
+                entry[rest[-1]] = value
+            else:
+                current = value
+            value = current
+        if type_name in _SIMPLE_TYPES and not isinstance(value, orm.Data):
+            try:
+                value = getattr(orm, type_name)(value)
+            except (TypeError, ValueError) as exception:
+                raise LaunchInputError(f'--set {key}: {value!r} is not a valid {type_name}: {exception}') from None
+        target[part] = value
+        return
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> list[tuple[str, Any]]:
+    """``{'a': {'b': 1}}`` -> ``[('a.b', 1)]``; node references stay whole."""
+    items = []
+    for key, value in mapping.items():
+        if isinstance(value, Mapping) and value and not _is_node_reference(value):
+            items.extend(_flatten(value, f'{prefix}{key}.'))
+        else:
+            items.append((f'{prefix}{key}', value))
+    return items
+
+
 @click.group()
 def launch() -> None:
     """Launch a workflow from a YAML input file and options (validated before anything is built).
@@ -197,6 +269,19 @@ def _launch_command(name: str, entry_point: str) -> click.Command:
     @click.option('-d', '--daemon', is_flag=True, help='Submit to the daemon and return at once.')
     @clear_errors()
     def command(inputs_file, profile_name, protocol, metal, temperatures, pressures, pseudo_family, settings, **flags):
+        parent = flags.pop('parent', None)
+        if parent is not None:
+            given = [option for option, value in (('--inputs', inputs_file), ('--protocol', protocol),
+                     ('--metal', metal), ('-T', temperatures), ('-P', pressures), ('--pseudo-family', pseudo_family))
+                     if value]  # fmt: skip
+            if given:
+                raise LaunchInputError(
+                    f'--parent continues a run with its own inputs; drop {", ".join(given)} and change inputs of '
+                    'the run with --set KEY=VALUE (e.g. --set max_iterations=4)'
+                )
+            builder = builder_from_parent(entry_point, parent, settings)
+            _launch(builder, profile_name, dry_run=flags['dry_run'], daemon=flags['daemon'])
+            return
         inputs = apply_settings(read_inputs(inputs_file), settings)
         options = {'protocol': protocol, 'metal': metal, 'pseudo_family': pseudo_family}
         options.update({'temperatures': list(temperatures) or None, 'pressures': list(pressures) or None})
@@ -210,6 +295,16 @@ def _launch_command(name: str, entry_point: str) -> click.Command:
         'Inputs are checked before the workflow is loaded: elements, temperatures (K, > 0), pressures (GPa, >= 0), '
         'codes, computers, pseudo family and {node: PK} references.'
     )
+    if name in CONTINUABLE:
+        command.help += (
+            '\n\nWith --parent PK it continues that run (finished, failed or killed, e.g. imported from an archive) '
+            'from its latest dataset, committee and trust window, with its own inputs; --set KEY=VALUE changes '
+            'inputs of the new run by their names in the work chain (e.g. max_iterations=4, '
+            'explore.max_concurrent=1, trust_window.target_force_error=0.08).'
+        )
+        command = click.option(
+            '--parent', default=None, metavar='PK', help='Continue this earlier run (PK or UUID); see below.'
+        )(command)
     return command
 
 

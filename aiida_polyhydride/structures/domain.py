@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ase import Atoms
+from ase.build import find_optimal_cell_shape, make_supercell
 
-from ._validate import check_metal, check_non_negative, check_seed
+from ._validate import check_metal, check_non_negative, check_positive_int, check_seed
 from .fluid import dense_h2_fluid
 from .interface import slab_h2_interface
 from .phases import bulk_phase, primitive_cell
@@ -27,6 +28,7 @@ __all__ = [
     'exploration_systems',
     'h2_density',
     'hydride_volume_factor',
+    'near_cubic_supercell',
     'training_domain_seeds',
 ]
 
@@ -122,16 +124,56 @@ def training_domain_seeds(
     return frames
 
 
-def exploration_systems(metal: str, pressure: float = REFERENCE_PRESSURE, size: str = 'small') -> dict[str, Atoms]:
-    """Where the committee runs MD each iteration, by name: bulk MH2 and MH4, H2 fluid, an MH2/H2 interface.
+def near_cubic_supercell(atoms: Atoms, n_atoms: int) -> Atoms:
+    """The supercell of ``atoms`` with about ``n_atoms`` atoms whose shape is closest to a cube.
 
-    ``size``: 'tiny' (primitive cells, a 4-molecule fluid, no interface: tests), 'small' (a few dozen atoms,
-    CPU loops) or 'large' (~100-300 atoms: GPU production loops). Volumes are set for ``pressure`` (GPa).
+    A bulk cell for MD and labelling that is about as wide in every direction, so a small cell does not sample
+    only the short axis of a layered prototype (ase.build.find_optimal_cell_shape).
+    """
+    multiple = max(1, round(check_positive_int(n_atoms, 'n_atoms') / len(atoms)))
+    if multiple == 1:
+        return atoms.copy()
+    transformation = find_optimal_cell_shape(atoms.cell, multiple, 'sc', lower_limit=-1, upper_limit=1)
+    return make_supercell(atoms, transformation)
+
+
+def _compact_systems(metal: str, pressure: float) -> dict[str, Atoms]:
+    """12-24 atoms each over the whole domain: the labels of the frames they give cost a CPU minute or so."""
+    density = h2_density(pressure)
+    systems = {
+        f'{metal}H2_Pnma_bulk': near_cubic_supercell(_bulk('MH2-Pnma', metal, pressure), 24),
+        f'{metal}H2_bulk': near_cubic_supercell(_bulk('MH2-P63mmc', metal, pressure), 24),
+        f'{metal}H4_bulk': near_cubic_supercell(_bulk('MH4-I4mmm', metal, pressure), 20),
+        f'{metal}H6_bulk': near_cubic_supercell(_bulk('MH6-Im-3m', metal, pressure), 21),
+        'H2_fluid': dense_h2_fluid(8, density, seed=0),
+    }
+    for x, n_metal in ((3.0, 4), (5.0, 3)):
+        volume = default_volume_per_atom(metal, x) * hydride_volume_factor(pressure)
+        systems[f'{metal}H{x:g}_liquid'] = liquid_like(metal, x, n_metal=n_metal, volume_per_atom=volume, seed=0)
+    systems[f'{metal}H2_slab_H2'] = slab_h2_interface(
+        'MH2-P63mmc', metal, layers=2, n_molecules=4, density_g_cm3=density, seed=0
+    )
+    systems[f'{metal}H4_slab_H2'] = slab_h2_interface(
+        'MH4-I4mmm', metal, layers=1, n_molecules=4, density_g_cm3=density, seed=0
+    )
+    return systems
+
+
+def exploration_systems(metal: str, pressure: float = REFERENCE_PRESSURE, size: str = 'small') -> dict[str, Atoms]:
+    """Where the committee runs MD each iteration, by name.
+
+    ``size``: 'tiny' (primitive MH2 and MH4 cells, a 4-molecule fluid: tests), 'compact' (12-24 atoms, the whole
+    domain: MH2 in both phases, MH4, MH6, MH3 and MH5 liquids, H2 fluid, MH2/H2 and MH4/H2 interfaces; CPU
+    campaigns, where every selected frame is a DFT label of its size), 'small' (bulk MH2 and MH4, H2 fluid and an
+    MH2/H2 interface of a few dozen atoms) or 'large' (the same at ~100-300 atoms: GPU production loops). Volumes
+    are set for ``pressure`` (GPa).
     """
     metal = check_metal(metal)
-    sizes = {'tiny': (1, 4, None), 'small': (2, 16, (1, 1)), 'large': (3, 64, (2, 2))}
+    sizes = {'tiny': (1, 4, None), 'compact': None, 'small': (2, 16, (1, 1)), 'large': (3, 64, (2, 2))}
     if size not in sizes:
         raise ValueError(f'size: choose from {", ".join(sizes)}, got {size!r}')
+    if size == 'compact':
+        return _compact_systems(metal, pressure)
     repeat, n_molecules, interface_repeats = sizes[size]
     systems = {}
     for name in ('MH2-P63mmc', 'MH4-I4mmm'):

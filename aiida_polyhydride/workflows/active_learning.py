@@ -255,7 +255,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input_namespace('exploration_structures', valid_type=orm.StructureData, dynamic=True, required=False,
                              help='Exploration systems by name (default: structures/domain.py exploration_systems).')
         spec.input('exploration_size', valid_type=orm.Str, default=lambda: orm.Str('small'),
-                   help='Size of the default exploration systems: tiny, small or large.')
+                   help='Size of the default exploration systems: tiny, compact, small or large.')
         spec.input('seeds', valid_type=orm.Dict, required=False,
                    help='Settings of structures/domain.py training_domain_seeds (n_rattled, ..., seed).')
         spec.input('training_set', valid_type=TrainingSetData, required=False,
@@ -397,8 +397,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
         The other inputs are the parent's; ``changes`` replaces top-level inputs (e.g. ``max_iterations``).
         """
-        if parent.process_class is not cls:
-            raise ValueError(f'parent: {parent.process_label}<{parent.pk}> is not an {cls.__name__}')
+        if not isinstance(parent, orm.WorkflowNode) or parent.process_class is not cls:
+            what = getattr(parent, 'process_label', None) or type(parent).__name__
+            raise ValueError(f'parent: {what}<{parent.pk}> is not an {cls.__name__}')
         state = parent.base.extras.get(STATE_EXTRA, None)
         if not state or 'models' not in state:
             raise ValueError(f'parent: {cls.__name__}<{parent.pk}> never finished a committee; start a new run')

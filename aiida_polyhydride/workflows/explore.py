@@ -1,10 +1,10 @@
 """ExploreWorkChain: MD with the current committee over a grid of (system, T, P); frames to relabel are selected.
 
-Every (system, T, P) runs as its own MDBaseWorkChain (MDCalculation with blow-up and walltime restarts), all at
-once. Frames are classified by the committee force deviation against the trust window [lo, hi); candidates are made
-diverse and capped by ``select_frames`` (analysis/selection.py) and output as an unlabelled TrainingSetData, ready for
-LabelWorkChain, each frame carrying its origin (system, T, P). Runs that blew up still contribute the frames they
-dumped.
+Every (system, T, P) runs as its own MDBaseWorkChain (MDCalculation with blow-up and walltime restarts), at most
+``max_concurrent`` at once and the next as soon as one ends. Frames are classified by the committee force deviation
+against the trust window [lo, hi); candidates are made diverse and capped by ``select_frames``
+(analysis/selection.py) and output as an unlabelled TrainingSetData, ready for LabelWorkChain, each frame carrying
+its origin (system, T, P). Runs that blew up still contribute the frames they dumped.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import WorkChain, calcfunction, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from ..analysis.selection import class_ratios, classify, pair_distribution_descriptor, select_candidates
@@ -25,6 +25,7 @@ from ..data.training_set import TrainingSetData
 from ..protocols import protocol_file
 from ..setup.cluster import job_options
 from .md import MDBaseWorkChain
+from .rolling import RollingSubmissionMixin, validate_max_concurrent
 
 __all__ = ('ExploreWorkChain', 'select_frames')
 
@@ -102,7 +103,7 @@ def _validate_inputs(inputs: dict, namespace) -> str | None:
     return None
 
 
-class ExploreWorkChain(ProtocolMixin, WorkChain):
+class ExploreWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
     """MD over systems x temperatures x pressures with the committee, then selection of frames to relabel."""
 
     @classmethod
@@ -126,8 +127,10 @@ class ExploreWorkChain(ProtocolMixin, WorkChain):
         spec.input('max_total', valid_type=orm.Int, default=lambda: orm.Int(40))
         spec.input('duplicate_tolerance', valid_type=orm.Float, default=lambda: orm.Float(0.02))
         spec.input('iteration', valid_type=orm.Int, default=lambda: orm.Int(0))
+        spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4), validator=validate_max_concurrent,
+                   help='At most this many MD runs at once (each loads the committee: memory and cores).')
         spec.inputs.validator = _validate_inputs
-        spec.outline(cls.run_md, cls.select)
+        spec.outline(cls.setup, while_(cls.runs_left)(cls.run_md), cls.select)
         spec.output('candidates', valid_type=TrainingSetData, required=False,
                     help='Selected frames (unlabelled), ready for LabelWorkChain.')
         spec.output('ratios', valid_type=orm.Dict, help='Per system: accurate/candidate/failed fractions.')
@@ -173,42 +176,60 @@ class ExploreWorkChain(ProtocolMixin, WorkChain):
         builder.pressures = orm.List(list(pressures))
         for key in ('lo', 'hi', 'duplicate_tolerance'):
             builder[key] = orm.Float(inputs[key])
-        for key in ('max_per_system', 'max_total'):
+        for key in ('max_per_system', 'max_total', 'max_concurrent'):
             builder[key] = orm.Int(inputs[key])
         return builder
 
-    def run_md(self):
-        """One MDBaseWorkChain per (system, T, P), all submitted at once."""
-        running = {}
+    def setup(self):
         grid = itertools.product(
             sorted(self.inputs.structures), self.inputs.temperatures.get_list(), self.inputs.pressures.get_list()
         )
-        for index, (system, temperature, pressure) in enumerate(grid):
-            inputs = AttributeDict(self.exposed_inputs(MDCalculation, namespace='md'))
-            parameters = inputs.parameters.get_dict()
-            parameters['temperature_K'] = temperature
-            if pressure is None:
-                parameters.update({'ensemble': 'nvt', 'pressure_GPa': None})
-            else:
-                parameters.update({'ensemble': 'npt', 'pressure_GPa': pressure})
-            inputs.parameters = orm.Dict(parameters)
-            inputs.structure = self.inputs.structures[system]
-            inputs.models = dict(self.inputs.models)
-            label = f'{system} {temperature} K {pressure if pressure is not None else "NVT"} GPa'
-            inputs.metadata = {**inputs.get('metadata', {}), 'label': label}
-            restart = AttributeDict(self.exposed_inputs(MDBaseWorkChain, namespace='md_restart'))
-            restart.md = inputs
-            restart.metadata = {**restart.get('metadata', {}), 'call_link_label': f'md_{index}', 'label': label}
-            node = self.submit(MDBaseWorkChain, **restart)
-            self.ctx[f'conditions_{index}'] = {'system': system, 'temperature_K': temperature, 'pressure_GPa': pressure}
-            running[f'md_{index}'] = node
-        self.report(f'submitted {len(running)} MD runs')
-        return ToContext(**running)
+        self.ctx.pending = [[index, *conditions] for index, conditions in enumerate(grid)]
+        self.ctx.running = {}
+        self.ctx.finished = {}
+        self.report(f'{len(self.ctx.pending)} MD runs, at most {self.inputs.max_concurrent.value} at once')
+
+    def runs_left(self) -> bool:
+        return bool(self.ctx.pending or self.ctx.running)
+
+    def run_md(self):
+        """Collect the MD runs that ended, start new ones in the free slots, wait for the next to end."""
+        for key, node in list(self.ctx.running.items()):
+            if node.is_terminated:
+                self.ctx.pop(f'running_{key}', None)
+                self.ctx.finished[key] = self.ctx.running.pop(key)
+        while self.ctx.pending and len(self.ctx.running) < self.inputs.max_concurrent.value:
+            index, system, temperature, pressure = self.ctx.pending.pop(0)
+            self.ctx.running[f'md_{index}'] = self._submit_md(index, system, temperature, pressure)
+        if self.ctx.running:
+            return self.wait_for_any(self.ctx.running)
+        return None
+
+    def _submit_md(self, index: int, system: str, temperature: float, pressure: float | None) -> orm.WorkflowNode:
+        inputs = AttributeDict(self.exposed_inputs(MDCalculation, namespace='md'))
+        parameters = inputs.parameters.get_dict()
+        parameters['temperature_K'] = temperature
+        if pressure is None:
+            parameters.update({'ensemble': 'nvt', 'pressure_GPa': None})
+        else:
+            parameters.update({'ensemble': 'npt', 'pressure_GPa': pressure})
+        inputs.parameters = orm.Dict(parameters)
+        inputs.structure = self.inputs.structures[system]
+        inputs.models = dict(self.inputs.models)
+        label = f'{system} {temperature} K {pressure if pressure is not None else "NVT"} GPa'
+        inputs.metadata = {**inputs.get('metadata', {}), 'label': label}
+        restart = AttributeDict(self.exposed_inputs(MDBaseWorkChain, namespace='md_restart'))
+        restart.md = inputs
+        restart.metadata = {**restart.get('metadata', {}), 'call_link_label': f'md_{index}', 'label': label}
+        node = self.submit(MDBaseWorkChain, **restart)
+        self.ctx[f'conditions_{index}'] = {'system': system, 'temperature_K': temperature, 'pressure_GPa': pressure}
+        self.report(f'md_{index} ({label}): MDBaseWorkChain<{node.pk}>; {len(self.ctx.pending)} waiting')
+        return node
 
     def select(self):
         runs, trajectories, conditions, failed = {}, {}, {}, {}
-        for key in sorted((key for key in self.ctx if key.startswith('md_')), key=lambda k: int(k.split('_')[1])):
-            node, index = self.ctx[key], int(key.split('_')[1])
+        for key in sorted(self.ctx.finished, key=lambda k: int(k.split('_')[1])):
+            node, index = self.ctx.finished[key], int(key.split('_')[1])
             if not node.is_finished_ok:
                 failed[node.label] = {'pk': node.pk, 'exit_status': node.exit_status}
             if 'trajectory' in node.outputs:

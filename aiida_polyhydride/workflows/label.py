@@ -21,7 +21,7 @@ from ..data.training_set import TrainingSetData
 from ..protocols import protocol_file
 from ..setup.pseudos import DEFAULT_FAMILY
 from .pw import get_singlepoint_builder, load_pseudo_family, recommended_cutoffs
-from .rolling import RollingSubmissionMixin
+from .rolling import RollingSubmissionMixin, validate_max_concurrent
 
 __all__ = ('LabelWorkChain', 'collect_labels', 'dataset_to_structures')
 
@@ -103,10 +103,6 @@ def _validate_inputs(inputs: dict, namespace) -> str | None:
     return None
 
 
-def _validate_max_concurrent(value: orm.Int, _) -> str | None:
-    return None if value.value >= 1 else f'max_concurrent must be at least 1, got {value.value}'
-
-
 def _validate_conv_thr_per_atom(value: orm.Float, _) -> str | None:
     return None if value.value > 0 else f'conv_thr_per_atom must be positive, got {value.value}'
 
@@ -169,7 +165,7 @@ class LabelWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
             'max_concurrent',
             valid_type=orm.Int,
             default=lambda: orm.Int(4),
-            validator=_validate_max_concurrent,
+            validator=validate_max_concurrent,
             help='At most this many PwBaseWorkChains run at once.',
         )
         spec.input(

@@ -19,9 +19,14 @@ from aiida import orm
 from aiida.engine import ToContext
 from plumpy.process_states import ProcessState
 
-__all__ = ('RollingSubmissionMixin',)
+__all__ = ('RollingSubmissionMixin', 'validate_max_concurrent')
 
 _WAIT_ANY = 'wait_for_any_child'
+
+
+def validate_max_concurrent(value: orm.Int, _) -> str | None:
+    """Port validator of a ``max_concurrent`` input: at least one child at a time."""
+    return None if value.value >= 1 else f'max_concurrent must be at least 1, got {value.value}'
 
 
 class RollingSubmissionMixin:
