@@ -211,7 +211,8 @@ def set_builder_input(builder, key: str, value: Any) -> None:
         if isinstance(port, PortNamespace) and rest:
             target = target[part]
             continue
-        type_name = getattr(port.valid_type, '__name__', None)
+        valid_types = port.valid_type if isinstance(port.valid_type, tuple) else (port.valid_type,)
+        type_name = next((kind.__name__ for kind in valid_types if kind not in (None, type(None))), None)
         if rest and type_name != 'Dict':
             raise LaunchInputError(f'--set {key}: {".".join(parts[: index + 1])} is not a namespace or a Dict input')
         if type_name == 'Dict':
@@ -224,6 +225,8 @@ def set_builder_input(builder, key: str, value: Any) -> None:
             else:
                 current = value
             value = current
+        if type_name in ('AbstractCode', 'Code', 'InstalledCode') and isinstance(value, str):
+            value = _load_code(key, value)  # e.g. label.pw_base.pw.code=pw@cluster after moving profiles
         if type_name in _SIMPLE_TYPES and not isinstance(value, orm.Data):
             try:
                 value = getattr(orm, type_name)(value)
