@@ -356,10 +356,12 @@ def test_launch_continues_a_run_with_changed_inputs(loop_run, session_shell, aii
     assert 'is not an ActiveLearningWorkChain' in not_a_loop.stderr, not_a_loop.stderr
 
 
-def test_archive_of_a_run_continues_in_a_fresh_profile(loop_run, session_shell, user_shell, tmp_path):
+def test_archive_of_a_run_continues_in_a_fresh_profile(loop_run, session_shell, aiida_profile, user_shell, tmp_path):
     """The campaign's path between sessions or machines: archive the run, import it elsewhere, continue it."""
     archive = tmp_path / 'loop.aiida'
-    created = session_shell.verdi('archive', 'create', '-N', str(loop_run.pk), '--', str(archive))
+    created = session_shell.verdi(
+        '-p', aiida_profile.name, 'archive', 'create', '-N', str(loop_run.pk), '--', str(archive)
+    )
     assert created.returncode == 0, created.stderr
     setup = user_shell.verdi(
         'profile', 'setup', 'core.sqlite_dos', '-n', '--profile-name', 'fresh', '--email', 'fresh@localhost',
