@@ -39,6 +39,7 @@ PAIRS = {
     'cutoff at k 0.30 (against 60/480 Ry)': (('k0.30', 'ecut35_k0.30'), 'ecut60_k0.30'),
     'smearing at k 0.30 (0.02 against 0.01 Ry)': (('k0.30',), 'degauss0.01_k0.30'),
     'k spacing (0.50, 0.40 against 0.30)': (('k0.50', 'k0.40'), 'k0.30'),
+    'k spacing at 45/360 Ry (0.40, 0.30 against 0.25)': (('k0.40', 'k0.30'), 'k0.25'),
     'cutoff 35/280 against 45/360 Ry at k 0.30': (('ecut35_k0.30',), 'k0.30'),
     'reference k spacing (0.20 against 0.15)': (('reference',), 'ecut60_k0.15_degauss0.01'),
 }
