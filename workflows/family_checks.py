@@ -63,9 +63,10 @@ def submit_checks(arguments) -> None:
             orm.StructureData(ase=atoms),
             protocol='balanced',
             relax_type=relax_type,
-            overrides={'base': base, 'base_final_scf': base},
+            overrides={'base_relax': base, 'base_init_relax': base},
             options={'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}},
         )
+        builder.pop('base_init_relax')  # optional in PwRelaxWorkChain: one relaxation is enough here
         builder.metadata.label = name
         node = submit(builder)
         group.add_nodes(node)
