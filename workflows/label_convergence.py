@@ -31,12 +31,14 @@ SETTINGS = {
     'k0.25': (1.0, 0.25, 0.02),
     'ecut35_k0.30': (35 / 45, 0.30, 0.02),
     'ecut60_k0.30': (4 / 3, 0.30, 0.02),
+    'ecut80_k0.30': (16 / 9, 0.30, 0.02),
     'degauss0.01_k0.30': (1.0, 0.30, 0.01),
     'ecut60_k0.15_degauss0.01': (4 / 3, 0.15, 0.01),
 }
 #: (test, against): the one-parameter comparisons printed besides the comparison with the reference
 PAIRS = {
     'cutoff at k 0.30 (against 60/480 Ry)': (('k0.30', 'ecut35_k0.30'), 'ecut60_k0.30'),
+    'cutoff at k 0.30 (against 80/640 Ry)': (('k0.30', 'ecut60_k0.30'), 'ecut80_k0.30'),
     'smearing at k 0.30 (0.02 against 0.01 Ry)': (('k0.30',), 'degauss0.01_k0.30'),
     'k spacing (0.50, 0.40 against 0.30)': (('k0.50', 'k0.40'), 'k0.30'),
     'k spacing at 45/360 Ry (0.40, 0.30 against 0.25)': (('k0.40', 'k0.30'), 'k0.25'),
