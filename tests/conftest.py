@@ -101,12 +101,14 @@ class UserShell:
         self.env['AIIDA_PATH'] = str(aiida_path)
         self.bin = Path(sys.executable).parent
 
-    def run(self, program: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    def run(self, program: str, *args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        """``program`` of the venv with ``args``; ``env``: variables added for this command only."""
         command = [str(self.bin / program), *args]
-        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
+        environment = {**self.env, **(env or {})}
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
 
-    def cli(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-        return self.run('aiida-polyhydride', *args, timeout=timeout)
+    def cli(self, *args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        return self.run('aiida-polyhydride', *args, timeout=timeout, env=env)
 
     def verdi(self, *args: str) -> subprocess.CompletedProcess:
         return self.run('verdi', *args)
@@ -205,6 +207,21 @@ def run_in_daemon(daemon_client):
         return nodes[0] if len(nodes) == 1 else nodes
 
     return run
+
+
+def _peak_concurrency(nodes) -> int:
+    events = sorted([(node.ctime, 1) for node in nodes] + [(node.mtime, -1) for node in nodes])
+    running, peak = 0, 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.fixture(scope='session')
+def peak_concurrency():
+    """``peak_concurrency(nodes)``: most of ``nodes`` (processes) alive at once, from their ctime and mtime."""
+    return _peak_concurrency
 
 
 def tiny_ca_h_frames():

@@ -105,14 +105,10 @@ def test_force_is_minus_the_energy_gradient(label_run):
     assert force == pytest.approx(finite_difference, rel=0.02, abs=2e-3)
 
 
-def test_concurrency_never_exceeds_max_concurrent(label_run):
+def test_concurrency_never_exceeds_max_concurrent(label_run, peak_concurrency):
     children = [child for child in label_run.called if child.process_label == 'PwBaseWorkChain']
     assert len(children) == 5
-    events = sorted([(child.ctime, 1) for child in children] + [(child.mtime, -1) for child in children])
-    running, peak = 0, 0
-    for _, change in events:
-        running += change
-        peak = max(peak, running)
+    peak = peak_concurrency(children)
     assert peak <= MAX_CONCURRENT
     assert peak == MAX_CONCURRENT  # the batch really ran side by side
 

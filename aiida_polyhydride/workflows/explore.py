@@ -130,7 +130,7 @@ class ExploreWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
         spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4), validator=validate_max_concurrent,
                    help='At most this many MD runs at once (each loads the committee: memory and cores).')
         spec.inputs.validator = _validate_inputs
-        spec.outline(cls.setup, while_(cls.runs_left)(cls.run_md), cls.select)
+        spec.outline(cls.setup, while_(cls.children_left)(cls.run_md), cls.select)
         spec.output('candidates', valid_type=TrainingSetData, required=False,
                     help='Selected frames (unlabelled), ready for LabelWorkChain.')
         spec.output('ratios', valid_type=orm.Dict, help='Per system: accurate/candidate/failed fractions.')
@@ -184,28 +184,19 @@ class ExploreWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
         grid = itertools.product(
             sorted(self.inputs.structures), self.inputs.temperatures.get_list(), self.inputs.pressures.get_list()
         )
-        self.ctx.pending = [[index, *conditions] for index, conditions in enumerate(grid)]
-        self.ctx.running = {}
+        self.start_queue([[index, *conditions] for index, conditions in enumerate(grid)])
         self.ctx.finished = {}
         self.report(f'{len(self.ctx.pending)} MD runs, at most {self.inputs.max_concurrent.value} at once')
 
-    def runs_left(self) -> bool:
-        return bool(self.ctx.pending or self.ctx.running)
-
     def run_md(self):
-        """Collect the MD runs that ended, start new ones in the free slots, wait for the next to end."""
-        for key, node in list(self.ctx.running.items()):
-            if node.is_terminated:
-                self.ctx.pop(f'running_{key}', None)
-                self.ctx.finished[key] = self.ctx.running.pop(key)
-        while self.ctx.pending and len(self.ctx.running) < self.inputs.max_concurrent.value:
-            index, system, temperature, pressure = self.ctx.pending.pop(0)
-            self.ctx.running[f'md_{index}'] = self._submit_md(index, system, temperature, pressure)
-        if self.ctx.running:
-            return self.wait_for_any(self.ctx.running)
-        return None
+        """Run the MD grid, at most ``max_concurrent`` runs at once, the next starting as soon as one ends."""
+        return self.roll(self._submit_md, self._collect)
 
-    def _submit_md(self, index: int, system: str, temperature: float, pressure: float | None) -> orm.WorkflowNode:
+    def _collect(self, key: str, node: orm.WorkflowNode) -> None:
+        self.ctx.finished[key] = node
+
+    def _submit_md(self, entry: list) -> tuple[str, orm.WorkflowNode]:
+        index, system, temperature, pressure = entry
         inputs = AttributeDict(self.exposed_inputs(MDCalculation, namespace='md'))
         parameters = inputs.parameters.get_dict()
         parameters['temperature_K'] = temperature
@@ -224,7 +215,7 @@ class ExploreWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
         node = self.submit(MDBaseWorkChain, **restart)
         self.ctx[f'conditions_{index}'] = {'system': system, 'temperature_K': temperature, 'pressure_GPa': pressure}
         self.report(f'md_{index} ({label}): MDBaseWorkChain<{node.pk}>; {len(self.ctx.pending)} waiting')
-        return node
+        return f'md_{index}', node
 
     def select(self):
         runs, trajectories, conditions, failed = {}, {}, {}, {}

@@ -191,7 +191,7 @@ class LabelWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
         spec.inputs.validator = _validate_inputs
         spec.outline(
             cls.setup,
-            while_(cls.frames_left)(cls.label_frames),
+            while_(cls.children_left)(cls.label_frames),
             cls.results,
         )
         spec.output(
@@ -286,8 +286,7 @@ class LabelWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
             self.ctx.structures = dict(dataset_to_structures(self.inputs.frames))
         else:
             self.ctx.structures = dict(self.inputs.structures)
-        self.ctx.pending = sorted(self.ctx.structures)
-        self.ctx.running = {}
+        self.start_queue(sorted(self.ctx.structures))
         self.ctx.labelled = {}
         self.ctx.failed = {}
         elements = set().union(*(structure.get_symbols_set() for structure in self.ctx.structures.values()))
@@ -298,27 +297,14 @@ class LabelWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
         self.report(f'labelling {len(self.ctx.pending)} frames, at most {self.inputs.max_concurrent.value} at once')
         return None
 
-    def frames_left(self) -> bool:
-        return bool(self.ctx.pending or self.ctx.running)
-
     def label_frames(self):
-        """Collect the frames whose pw.x ended, start new ones in the free slots, wait for the next to end.
+        """Label the frames, at most ``max_concurrent`` pw.x at once, the next starting as soon as one ends."""
+        return self.roll(self._submit_frame, self._collect)
 
-        A frame starts as soon as a slot frees up: no batch waits for its slowest frame.
-        """
-        for key, node in list(self.ctx.running.items()):
-            if node.is_terminated:
-                self._collect(key, self.ctx.running.pop(key))
-        submitted = []
-        while self.ctx.pending and len(self.ctx.running) < self.inputs.max_concurrent.value:
-            key = self.ctx.pending.pop(0)
-            self.ctx.running[key] = self.submit(PwBaseWorkChain, **self._frame_inputs(key))
-            submitted.append(f'{key}<{self.ctx.running[key].pk}>')
-        if submitted:
-            self.report(f'submitted {", ".join(submitted)}; {len(self.ctx.pending)} frames waiting')
-        if self.ctx.running:
-            return self.wait_for_any(self.ctx.running)
-        return None
+    def _submit_frame(self, key: str) -> tuple[str, orm.WorkflowNode]:
+        node = self.submit(PwBaseWorkChain, **self._frame_inputs(key))
+        self.report(f'submitted {key}<{node.pk}>; {len(self.ctx.pending)} frames waiting')
+        return key, node
 
     def _frame_inputs(self, key: str) -> AttributeDict:
         structure = self.ctx.structures[key]
@@ -345,7 +331,6 @@ class LabelWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
 
     def _collect(self, key: str, node: orm.WorkflowNode) -> None:
         """File a terminated frame as labelled or failed (with its reason)."""
-        self.ctx.pop(f'running_{key}', None)
         if node.is_finished_ok:
             self.ctx.labelled[key] = node
         else:

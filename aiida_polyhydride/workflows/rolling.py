@@ -13,7 +13,8 @@ place where the engine decides to resume. ``tests/test_label.py`` checks the beh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiida import orm
 from aiida.engine import ToContext
@@ -22,6 +23,7 @@ from plumpy.process_states import ProcessState
 __all__ = ('RollingSubmissionMixin', 'validate_max_concurrent')
 
 _WAIT_ANY = 'wait_for_any_child'
+_PREFIX = 'running_'
 
 
 def validate_max_concurrent(value: orm.Int, _) -> str | None:
@@ -30,12 +32,45 @@ def validate_max_concurrent(value: orm.Int, _) -> str | None:
 
 
 class RollingSubmissionMixin:
-    """Mixin for a WorkChain: :meth:`wait_for_any` makes the step resume when any one awaited child terminates."""
+    """Mixin for a WorkChain with a ``max_concurrent`` input: a queue of children, at most that many running.
 
-    def wait_for_any(self, running: Mapping[str, orm.ProcessNode], prefix: str = 'running_') -> ToContext:
+    The work chain puts its queue in place with :meth:`start_queue` (one entry per child to submit, anything a
+    checkpoint can hold) and loops ``while_(cls.children_left)(step)``, where ``step`` returns :meth:`roll`.
+    """
+
+    def start_queue(self, pending: list) -> None:
+        """The children still to submit (entries passed one by one to ``submit_next`` of :meth:`roll`)."""
+        self.ctx.pending = list(pending)
+        self.ctx.running = {}
+
+    def children_left(self) -> bool:
+        return bool(self.ctx.pending or self.ctx.running)
+
+    def roll(
+        self,
+        submit_next: Callable[[Any], tuple[str, orm.ProcessNode]],
+        collect: Callable[[str, orm.ProcessNode], None],
+    ) -> ToContext | None:
+        """Collect the children that ended, submit queued ones into the free slots, wait for the next to end.
+
+        ``submit_next(entry)`` submits the child of one queue entry and returns (key, node); ``collect(key, node)``
+        files a terminated child. A child starts as soon as a slot frees up: no batch waits for its slowest member.
+        """
+        for key, node in list(self.ctx.running.items()):
+            if node.is_terminated:
+                self.ctx.pop(f'{_PREFIX}{key}', None)
+                collect(key, self.ctx.running.pop(key))
+        while self.ctx.pending and len(self.ctx.running) < self.inputs.max_concurrent.value:
+            key, node = submit_next(self.ctx.pending.pop(0))
+            self.ctx.running[key] = node
+        if self.ctx.running:
+            return self.wait_for_any(self.ctx.running)
+        return None
+
+    def wait_for_any(self, running: Mapping[str, orm.ProcessNode]) -> ToContext:
         """Await ``running`` (key -> child node); the work chain continues when the first of them terminates."""
         self.ctx[_WAIT_ANY] = True
-        return ToContext(**{f'{prefix}{key}': node for key, node in running.items()})
+        return ToContext(**{f'{_PREFIX}{key}': node for key, node in running.items()})
 
     def _on_awaitable_finished(self, awaitable) -> None:
         # a child still running when the step resumed is awaited again by the next step: the callback of the earlier
