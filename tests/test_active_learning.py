@@ -384,3 +384,100 @@ def test_archive_of_a_run_continues_in_a_fresh_profile(loop_run, session_shell, 
     assert state['pw'] == loop_run.inputs.label.pw_base.pw.code.full_label
     dry_run = user_shell.cli('launch', 'active-learning', '-p', 'fresh', '--parent', loop_run.uuid, '--dry-run')
     assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
+
+
+def test_release_of_the_loop_is_checked_and_imported(
+    loop_run, run_in_daemon, session_shell, aiida_profile, user_shell, model_cache, tmp_path
+):
+    """`potentials release` writes the committee, datasets, per-system test errors and archive with their hashes;
+    `potentials import` refuses a changed file and imports the release once (models only, or the archive)."""
+    import json
+
+    from aiida import orm
+    from ase.build import bulk
+
+    from aiida_polyhydride.data import TrainingSetData
+    from aiida_polyhydride.structures import rattle
+    from aiida_polyhydride.workflows.label import LabelWorkChain
+
+    # two frames the loop never saw, labelled as its labels were: the test set
+    frames = [rattle(bulk('CaH', 'rocksalt', a=a), stdev=0.1, seed=40 + i) for i, a in enumerate((4.35, 4.55))]
+    for frame in frames:
+        frame.info['origin_system'] = 'CaH_rocksalt'
+    builder = LabelWorkChain.get_builder_from_protocol(
+        orm.load_code('pw@localhost'),
+        TrainingSetData(frames, labelled=False).store(),
+        protocol='fast',
+        overrides={'kpoints_distance': 1.0, 'max_concurrent': 2},
+    )
+    test_set = run_in_daemon(builder).outputs.dataset
+    root = tmp_path / 'potentials'
+    released = session_shell.cli(
+        'potentials', 'release', str(loop_run.pk), '--name', 'ca-h-test', '--version', 'v0', '--test-set',
+        str(test_set.pk), '--to', str(root), '--notes', 'A test release.', '-p', aiida_profile.name,
+        env={'AIIDA_POLYHYDRIDE_CACHE': str(model_cache)},  # the models the loop's MD compiled
+    )  # fmt: skip
+    assert released.returncode == 0, released.stdout + released.stderr
+    folder = root / 'ca-h-test' / 'v0'
+    manifest = json.loads((folder / 'release.json').read_text())
+    members = sorted(loop_run.outputs.models)
+    assert sorted(manifest['models']) == members
+    assert all((folder / 'models' / f'{key}.nequip.zip').is_file() for key in members)
+    assert manifest['datasets']['training_set']['n_frames'] == len(loop_run.outputs.training_set)
+    assert manifest['datasets']['test_set']['n_frames'] == 2
+    assert (folder / 'provenance.aiida').stat().st_size > 0
+    errors = orm.load_node(manifest['errors']['test_set']['member_0']['uuid'])
+    assert errors.creator.process_label == 'potential_errors'
+    assert set(errors['systems']) == {'CaH_rocksalt'} and errors['all']['n_frames'] == 2
+    assert errors['all']['forces_rmse_meV_per_A'] > 0
+    card = (folder / 'MODEL_CARD.md').read_text()
+    assert 'A test release.' in card and '| CaH_rocksalt | 2 |' in card
+
+    # a frame of the training set is not a test set
+    reused = session_shell.cli(
+        'potentials', 'release', str(loop_run.pk), '--name', 'ca-h-test', '--version', 'v1', '--test-set',
+        str(loop_run.outputs.validation_set.pk), '--to', str(root), '-p', aiida_profile.name,
+    )  # fmt: skip
+    assert reused.returncode != 0 and 'not a test set' in reused.stderr, reused.stderr
+
+    # a changed file is refused, naming it
+    tampered = tmp_path / 'tampered'
+    tampered.mkdir()
+    for path in folder.iterdir():
+        target = tampered / path.name
+        if path.is_dir():
+            target.mkdir()
+            for child in path.iterdir():
+                (target / child.name).write_bytes(child.read_bytes())
+        else:
+            target.write_bytes(path.read_bytes())
+    with open(tampered / 'models' / 'member_0.nequip.zip', 'ab') as handle:
+        handle.write(b'\0')
+    refused = session_shell.cli('potentials', 'import', str(tampered), '--models-only', '-p', aiida_profile.name)
+    assert refused.returncode != 0, refused.stdout
+    assert 'member_0.nequip.zip: does not match the sha256' in refused.stderr, refused.stderr
+    assert 'Traceback' not in refused.stderr
+
+    found = session_shell.cli('potentials', 'list', env={'POLYHYDRIDE_POTENTIALS': str(root)})
+    assert 'ca-h-test v0: 2 models of Ca/H' in found.stdout, found.stdout + found.stderr
+    imported = session_shell.cli(
+        'potentials', 'import', 'ca-h-test', '--models-only', '-p', aiida_profile.name,
+        env={'POLYHYDRIDE_POTENTIALS': str(root)},
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    group = orm.load_group('potentials/ca-h-test/v0')
+    models = {node.sha256 for node in group.nodes if node.node_type.endswith('AllegroPotentialData.')}
+    assert models == {loop_run.outputs.models[key].sha256 for key in members}
+    again = session_shell.cli('potentials', 'import', str(folder), '-p', aiida_profile.name)
+    assert again.returncode == 0 and group.count() == len(members) + 3, again.stdout + again.stderr
+
+    # with its archive, in a fresh profile: the run's own nodes, same UUIDs
+    setup = user_shell.verdi(
+        'profile', 'setup', 'core.sqlite_dos', '-n', '--profile-name', 'fresh', '--email', 'fresh@localhost',
+        '--first-name', 'A', '--last-name', 'User', '--institution', 'Lab', '--broker', 'none',
+    )  # fmt: skip
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    fresh = user_shell.cli('potentials', 'import', str(folder), '-p', 'fresh')
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert loop_run.outputs.models['member_0'].uuid in fresh.stdout
+    assert loop_run.outputs.training_set.uuid in fresh.stdout

@@ -23,6 +23,7 @@ with warnings.catch_warnings():
     from .demo import demo
     from .export import export
     from .launch import launch
+    from .potentials import potentials
     from .setup import setup
     from .status import status
 
@@ -38,3 +39,4 @@ cli.add_command(launch)
 cli.add_command(status)
 cli.add_command(export)
 cli.add_command(demo)
+cli.add_command(potentials)
