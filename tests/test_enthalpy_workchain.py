@@ -29,6 +29,7 @@ def _dft_builder():
         overrides={
             'phases': PHASES,
             'kpoints_distance': 1.0,
+            'max_concurrent': 2,  # 3 relaxations: the third waits for a free slot
             'relax': {'base_relax': {'pw': {'parameters': {'CELL': {'press_conv_thr': 20.0}}}}},
         },
     )
@@ -74,6 +75,12 @@ def dft_run(enthalpy_runs):
 @pytest.fixture(scope='module')
 def mlip_run(enthalpy_runs):
     return enthalpy_runs[1]
+
+
+def test_relaxations_run_at_most_max_concurrent_at_once(dft_run, peak_concurrency):
+    relaxations = [child for child in dft_run.called if child.process_label == 'PwRelaxWorkChain']
+    assert len(relaxations) == len(PHASES)
+    assert peak_concurrency(relaxations) == 2  # two side by side, never three
 
 
 def test_enthalpy_is_e_plus_pv_of_the_relaxed_cell(dft_run):

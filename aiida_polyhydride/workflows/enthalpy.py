@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import WorkChain, calcfunction, if_, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
 from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
@@ -40,6 +40,7 @@ from ..setup.pseudos import DEFAULT_FAMILY
 from .label import _parameters_for_kinds
 from .md import MDBaseWorkChain
 from .pw import load_pseudo_family, recommended_cutoffs
+from .rolling import RollingSubmissionMixin, failure_reason, validate_max_concurrent
 
 __all__ = (
     'HydrogenationEnthalpyWorkChain',
@@ -347,7 +348,7 @@ def _validate_mlip(value: dict, _) -> str | None:
     return None
 
 
-class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
+class HydrogenationEnthalpyWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
     """Hydrogenation enthalpy of MH2 + H2 -> MH4 / MH6 versus pressure (DFT, optionally MLIP MD) and T_m of MH4."""
 
     @classmethod
@@ -372,6 +373,9 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
                    help='k-point spacing (1/Angstrom) of every relaxation.')
         spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(True),
                    help='Clean the remote folders of the pw.x calculations when they finish.')
+        spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4),
+                   validator=validate_max_concurrent,
+                   help='Relaxations and MD runs at once; the next starts as soon as one ends.')
         spec.input_namespace('mlip', required=False, populate_defaults=False, validator=_validate_mlip,
                              help='Optional MLIP branch: NPT MD with an Allegro committee.')
         spec.expose_inputs(MDCalculation, namespace='mlip.md',
@@ -398,7 +402,7 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         spec.inputs.validator = _validate_inputs
         spec.outline(
             cls.setup,
-            cls.run_all,
+            while_(cls.children_left)(cls.run_all),
             cls.analyse_dft,
             if_(cls.has_mlip)(cls.analyse_md),
             cls.results,
@@ -447,6 +451,7 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
         builder.pressures = orm.List([float(p) for p in pressures])
+        builder.max_concurrent = orm.Int(inputs['max_concurrent'])
         if pw_code is not None:
             cls._set_dft_inputs(builder, inputs, pw_code, metal, pseudo_family, structures, num_mpiprocs)
         if mlip_code is None and models is None:
@@ -531,34 +536,46 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
 
     def setup(self):
         self.ctx.failed = {}
+        self.ctx.finished = {}
         self.ctx.n_relaxations = 0
-        if not self.inputs.get('structures'):
-            return None
-        elements = set().union(*(structure.get_symbols_set() for structure in self.inputs.structures.values()))
-        try:
-            self.ctx.family = load_pseudo_family(self.inputs.pseudo_family.value, elements)
-        except ValueError as exception:
-            return self.exit_codes.ERROR_PSEUDO_FAMILY.format(reason=str(exception))
+        queue = [['md', key] for key in self._md_runs()] if self.has_mlip() else []
+        if self.inputs.get('structures'):
+            elements = set().union(*(structure.get_symbols_set() for structure in self.inputs.structures.values()))
+            try:
+                self.ctx.family = load_pseudo_family(self.inputs.pseudo_family.value, elements)
+            except ValueError as exception:
+                return self.exit_codes.ERROR_PSEUDO_FAMILY.format(reason=str(exception))
+            relaxations = itertools.product(range(len(self.inputs.pressures)), sorted(self.inputs.structures))
+            queue = [['relax', index, phase] for index, phase in relaxations] + queue
+        self.start_queue(queue)
+        self.report(f'{len(queue)} runs, at most {self.inputs.max_concurrent.value} at once')
         return None
 
     def has_mlip(self) -> bool:
         return bool(self.inputs.get('mlip', {}).get('models'))
 
     def run_all(self):
-        """Every relaxation and, with the MLIP branch, every MD run at once: none depends on another."""
-        running = {}
-        pressures = self.inputs.pressures.get_list()
-        for index, pressure in enumerate(pressures):
-            for phase, structure in sorted(self.inputs.get('structures', {}).items()):
-                running[f'relax_{index}_{phase}'] = self.submit(
-                    PwRelaxWorkChain, **self._relax_inputs(phase, structure, index, pressure)
-                )
-        if self.has_mlip():
-            for key, (structure, parameters, conditions) in self._md_runs().items():
-                running[key] = self._submit_md(key, structure, parameters)
-                self.ctx[f'conditions_{key}'] = conditions
-        self.report(f'submitted {len(running)} runs: {", ".join(f"{k}<{n.pk}>" for k, n in running.items())}')
-        return ToContext(**running)
+        """The relaxations and, with the MLIP branch, the MD runs (none depends on another), at most
+        ``max_concurrent`` at once, the next starting as soon as one ends."""
+        return self.roll(self._submit_next, self._collect)
+
+    def _submit_next(self, entry: list) -> tuple[str, orm.WorkflowNode]:
+        if entry[0] == 'relax':
+            _, index, phase = entry
+            pressure = self.inputs.pressures.get_list()[index]
+            structure = self.inputs.structures[phase]
+            key = f'relax_{index}_{phase}'
+            node = self.submit(PwRelaxWorkChain, **self._relax_inputs(phase, structure, index, pressure))
+        else:
+            key = entry[1]
+            structure, parameters, conditions = self._md_runs()[key]
+            node = self._submit_md(key, structure, parameters)
+            self.ctx[f'conditions_{key}'] = conditions
+        self.report(f'{key}: {node.process_label}<{node.pk}>; {len(self.ctx.pending)} waiting')
+        return key, node
+
+    def _collect(self, key: str, node: orm.WorkflowNode) -> None:
+        self.ctx.finished[key] = node
 
     def _relax_inputs(self, phase: str, structure: orm.StructureData, index: int, pressure: float) -> AttributeDict:
         inputs = AttributeDict(self.exposed_inputs(PwRelaxWorkChain, namespace='relax'))
@@ -629,16 +646,16 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
         return self.submit(MDBaseWorkChain, **restart)
 
     def _record_failure(self, key: str, node) -> None:
-        reason = node.exit_message or (node.exception or 'excepted or killed').splitlines()[-1]
+        reason = failure_reason(node)
         self.ctx.failed[key] = {'pk': node.pk, 'exit_status': node.exit_status, 'reason': reason}
         self.report(f'{key}: {node.process_label}<{node.pk}> failed [{node.exit_status}]: {reason}')
 
     def analyse_dft(self):
         """Enthalpies of the relaxations that succeeded, reaction enthalpies, the plot."""
         relaxed = {}
-        keys = [key for key in self.ctx if key.startswith('relax_')]
+        keys = sorted(key for key in self.ctx.finished if key.startswith('relax_'))
         for key in keys:
-            node = self.ctx[key]
+            node = self.ctx.finished[key]
             if node.is_finished_ok and 'output_structure' in node.outputs:
                 _, index, phase = key.split('_', 2)
                 relaxed[f'structure_{index}_{phase}'] = node.outputs.output_structure
@@ -660,8 +677,8 @@ class HydrogenationEnthalpyWorkChain(ProtocolMixin, WorkChain):
     def analyse_md(self):
         """MLIP enthalpies, the melting table; failed runs still contribute what they dumped."""
         enthalpy_runs, melting_runs = {}, {}
-        for key in [key for key in self.ctx if key.startswith(('npt_', 'coexistence_', 'heating_', 'cooling_'))]:
-            node = self.ctx[key]
+        for key in sorted(key for key in self.ctx.finished if not key.startswith('relax_')):
+            node = self.ctx.finished[key]
             if not node.is_finished_ok:
                 self._record_failure(key, node)
                 continue  # a blown-up or interrupted run is not an equilibrium average
