@@ -69,6 +69,71 @@ def test_failure_policy_keeps_the_successful_labels(label_run):
     assert list(failed) == ['frame_00004']
     assert failed['frame_00004']['exit_status'] != 0
     assert failed['frame_00004']['reason']
+    # the cause is pw.x's, not only the work chain's
+    calculation = failed['frame_00004']['calculation']
+    assert calculation['exit_status'] not in (0, None) and calculation['reason']
+
+
+def _kill_pw_of(calculation, timeout: float = 300) -> int:
+    """SIGKILL the pw.x process running ``calculation`` (found by its working directory), as an out-of-memory kill
+    or a node failure would; returns its PID."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workdir = calculation.get_remote_workdir()
+        for entry in Path('/proc').iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / 'cmdline').read_bytes().split(b'\0')[0]
+                cwd = os.readlink(entry / 'cwd')
+            except OSError:
+                continue
+            if command.endswith(b'pw.x') and workdir and cwd == workdir:
+                os.kill(int(entry.name), signal.SIGKILL)
+                return int(entry.name)
+        time.sleep(0.1)
+    raise RuntimeError(f'no pw.x of PwCalculation<{calculation.pk}> appeared in {timeout} s')
+
+
+def test_a_killed_pwx_is_run_once_more(localhost_setup, daemon_client):
+    """pw.x killed with SIGKILL: the frame is not dropped; its PwCalculation runs once more and labels it."""
+    import time
+
+    from aiida import orm
+    from aiida.engine import submit
+
+    from aiida_polyhydride.workflows.label import LabelWorkChain
+
+    frame = rocksalt_cah().repeat((2, 2, 1))  # 8 atoms at k 0.5: long enough to be found running
+    code = orm.load_code('pw@localhost')
+    structures = [orm.StructureData(ase=frame)]
+    overrides = {'kpoints_distance': 0.5}
+    builder = LabelWorkChain.get_builder_from_protocol(code, structures, protocol='fast', overrides=overrides)
+    if not daemon_client.is_daemon_running:
+        daemon_client.start_daemon()
+    node = submit(builder)
+    deadline = time.monotonic() + 300
+    calculations = []
+    while not calculations:
+        assert time.monotonic() < deadline, 'no PwCalculation started'
+        calculations = [n for n in node.called_descendants if n.process_label == 'PwCalculation']
+        time.sleep(0.2)
+    _kill_pw_of(calculations[0])
+    while not node.is_terminated:
+        assert time.monotonic() < deadline + 600, f'LabelWorkChain<{node.pk}> did not end'
+        time.sleep(0.5)
+    assert node.is_finished_ok, node.exit_message
+    assert len(node.outputs.dataset) == 1 and not node.outputs.failed.get_dict()
+    first, second = sorted(
+        (n for n in node.called_descendants if n.process_label == 'PwCalculation'), key=lambda n: n.ctime
+    )
+    assert first.exit_status not in (0, None)  # the killed run failed ...
+    assert second.is_finished_ok  # ... and the same frame ran again
 
 
 def test_dataset_equals_what_pwx_printed(label_run):

@@ -21,7 +21,7 @@ from ..data.training_set import TrainingSetData
 from ..protocols import protocol_file
 from ..setup.pseudos import DEFAULT_FAMILY
 from .pw import get_singlepoint_builder, load_pseudo_family, recommended_cutoffs
-from .rolling import RollingSubmissionMixin, validate_max_concurrent
+from .rolling import RollingSubmissionMixin, failure_reason, validate_max_concurrent
 
 __all__ = ('LabelWorkChain', 'collect_labels', 'dataset_to_structures')
 
@@ -277,6 +277,7 @@ class LabelWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
             builder.conv_thr_per_atom = orm.Float(meta['conv_thr_per_atom'])
         builder.max_concurrent = orm.Int(inputs['max_concurrent'])
         builder.max_failed_fraction = orm.Float(inputs['max_failed_fraction'])
+        builder.pw_base.on_unhandled_failure = orm.Str(inputs['on_unhandled_failure'])
         builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
         return builder
 
@@ -333,10 +334,21 @@ class LabelWorkChain(RollingSubmissionMixin, ProtocolMixin, WorkChain):
         """File a terminated frame as labelled or failed (with its reason)."""
         if node.is_finished_ok:
             self.ctx.labelled[key] = node
-        else:
-            reason = node.exit_message or (node.exception or 'excepted or killed').splitlines()[-1]
-            self.ctx.failed[key] = {'pk': node.pk, 'exit_status': node.exit_status, 'reason': reason}
-            self.report(f'{key}: PwBaseWorkChain<{node.pk}> failed [{node.exit_status}]: {reason}')
+            return
+        reason = failure_reason(node)
+        failure = {'pk': node.pk, 'exit_status': node.exit_status, 'reason': reason}
+        calculations = [child for child in node.called if child.process_label == 'PwCalculation']
+        if calculations:  # the cause: what the last pw.x run ended with (a crash, a parse error, no convergence)
+            last = calculations[-1]
+            failure['calculation'] = {
+                'pk': last.pk,
+                'attempts': len(calculations),
+                'exit_status': last.exit_status,
+                'reason': failure_reason(last),
+            }
+            reason = f'{reason} (last PwCalculation<{last.pk}> [{last.exit_status}]: {failure_reason(last)})'
+        self.ctx.failed[key] = failure
+        self.report(f'{key}: PwBaseWorkChain<{node.pk}> failed [{node.exit_status}]: {reason}')
 
     def results(self):
         """Output the labelled dataset and the failures, then apply the failure policy."""

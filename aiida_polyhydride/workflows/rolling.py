@@ -20,10 +20,15 @@ from aiida import orm
 from aiida.engine import ToContext
 from plumpy.process_states import ProcessState
 
-__all__ = ('RollingSubmissionMixin', 'validate_max_concurrent')
+__all__ = ('RollingSubmissionMixin', 'failure_reason', 'validate_max_concurrent')
 
 _WAIT_ANY = 'wait_for_any_child'
 _PREFIX = 'running_'
+
+
+def failure_reason(node: orm.ProcessNode) -> str:
+    """One line on why a child did not finish ok: its exit message, else the last line of its exception."""
+    return node.exit_message or (node.exception or 'excepted or killed').splitlines()[-1]
 
 
 def validate_max_concurrent(value: orm.Int, _) -> str | None:
