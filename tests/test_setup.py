@@ -22,6 +22,12 @@ print(json.dumps({{
 }}))
 """
 
+POLL = """
+from aiida import load_profile, orm
+load_profile('{name}')
+print(orm.load_computer('localhost').get_minimum_job_poll_interval())
+"""
+
 PIN = """
 from aiida import load_profile, orm
 load_profile('{name}')
@@ -56,6 +62,14 @@ def test_embedded_default_setup_is_idempotent(user_shell):
     assert third.returncode == 0, third.stderr
     assert 'localhost: mpirun no longer pins every job to core 0 (--bind-to none)' in third.stdout
     assert user_shell.python_json(INSPECT.format(name='polyhydride')) == state
+
+    # a campaign's poll interval, on the existing computer; a bad one is refused before anything changes
+    slower = user_shell.cli('setup', '--poll-interval', '10')
+    assert 'localhost: scheduler poll interval 10 s' in slower.stdout, slower.stdout + slower.stderr
+    assert user_shell.python_json(POLL.format(name='polyhydride')) == 10.0
+    refused = user_shell.cli('setup', '--poll-interval', '0')
+    assert refused.returncode != 0 and '--poll-interval' in refused.stderr and 'Traceback' not in refused.stderr
+    assert user_shell.python_json(POLL.format(name='polyhydride')) == 10.0
 
 
 def test_postgres_setup_is_idempotent(user_shell):

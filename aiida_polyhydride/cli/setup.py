@@ -18,6 +18,7 @@ def run_setup(
     postgres_superuser: dict | None = None,
     pseudo_family: str = DEFAULT_FAMILY,
     pw_executable: str = 'pw.x',
+    poll_interval: float | None = None,
 ) -> list[SetupResult]:
     """Every set-up step in order; the profile is loaded afterwards. Raises SetupError with a clear message."""
     from aiida import load_profile
@@ -28,7 +29,7 @@ def run_setup(
 
     results = [setup_profile(profile_name, postgres=postgres, email=email, postgres_superuser=postgres_superuser)]
     load_profile(profile_name, allow_switch=True)
-    computer, computer_result = setup_localhost()
+    computer, computer_result = setup_localhost(poll_interval=poll_interval)
     results.append(computer_result)
     results.extend(setup_codes(computer, pw_executable))
     results.append(setup_pseudo_family(pseudo_family))
@@ -54,9 +55,26 @@ def run_setup(
     help='Pseudopotential family label; the default is generated locally with ld1.x, others must be installed.',
 )
 @click.option('--pw-executable', default='pw.x', show_default=True, help='pw.x executable (name on PATH or path).')
+@click.option(
+    '--poll-interval',
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help='Seconds between scheduler polls of localhost (new computer: 1, for the short jobs of the demo and tests); '
+    '10 suits a campaign of minute-long jobs (each poll costs CPU).',
+)
 @click.pass_context
 def setup(
-    ctx, profile_name, postgres, email, pg_host, pg_port, pg_superuser, pg_password, pseudo_family, pw_executable
+    ctx,
+    profile_name,
+    postgres,
+    email,
+    pg_host,
+    pg_port,
+    pg_superuser,
+    pg_password,
+    pseudo_family,
+    pw_executable,
+    poll_interval,
 ):
     """Create the profile, the localhost computer, the pw and python codes and the pseudo family.
 
@@ -76,6 +94,7 @@ def setup(
             postgres_superuser=superuser,
             pseudo_family=pseudo_family,
             pw_executable=pw_executable,
+            poll_interval=poll_interval,
         )
     except SetupError as exception:
         raise click.ClickException(str(exception)) from None
