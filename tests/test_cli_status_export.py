@@ -203,3 +203,16 @@ def test_missing_profile_gives_one_clear_line(user_shell):
     assert "AiiDA profile 'polyhydride' does not exist: create it with `aiida-polyhydride setup" in result.stderr
     assert 'Traceback' not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # not even aiida's config-folder warning
+
+
+def test_profile_goes_before_or_after_the_command(user_shell, session_shell, aiida_profile, localhost_setup):
+    """`aiida-polyhydride -p NAME COMMAND`, as with verdi, and `COMMAND -p NAME`; the one after the command wins."""
+    before = user_shell.cli('-p', 'elsewhere', 'status', '1')
+    assert "AiiDA profile 'elsewhere' does not exist" in before.stderr, before.stderr
+    both = user_shell.cli('-p', 'elsewhere', 'status', '1', '-p', 'other')
+    assert "AiiDA profile 'other' does not exist" in both.stderr, both.stderr
+    found = session_shell.cli(
+        '-p', aiida_profile.name, 'launch', 'enthalpy', '--metal', 'Ca', '-P', '40', '--set', 'pw_code=pw@localhost',
+        '--dry-run',
+    )  # fmt: skip
+    assert found.returncode == 0, found.stdout + found.stderr

@@ -30,7 +30,14 @@ with warnings.catch_warnings():
 
 @click.group(context_settings={'help_option_names': ['-h', '--help']})
 @click.version_option(__version__, prog_name='aiida-polyhydride')
-def cli() -> None:
+@click.option(
+    '-p',
+    '--profile',
+    'profile_name',
+    default=None,
+    help='AiiDA profile of the command (as verdi -p); the same as -p after the command, which wins.',
+)
+def cli(profile_name: str | None) -> None:
     """Active-learning Allegro potentials and surface-melting MD of superhydrides, with AiiDA provenance."""
 
 

@@ -38,8 +38,18 @@ def load_profile_or_fail(name: str) -> str:
     return name
 
 
+def profile_before_command(ctx: click.Context) -> str | None:
+    """The profile given before the command (``aiida-polyhydride -p NAME COMMAND``), if any."""
+    return ctx.find_root().params.get('profile_name')
+
+
+def profile_or_default(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """Callback of the -p of ``setup`` and ``demo`` (which create the profile): given, before the command, default."""
+    return value or profile_before_command(ctx) or DEFAULT_PROFILE
+
+
 def _load_profile_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
-    return load_profile_or_fail(value or default_profile_name())
+    return load_profile_or_fail(value or profile_before_command(ctx) or default_profile_name())
 
 
 def profile_option(function: Callable) -> Callable:

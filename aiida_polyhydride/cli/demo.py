@@ -14,6 +14,7 @@ import click
 
 from ..setup import SetupError
 from ..setup.profile import DEFAULT_PROFILE
+from .common import profile_or_default
 
 #: the demo's conditions: the CaH2 + H2 -> CaH4 study's pressure; a modest exploration temperature for tiny models
 PRESSURE_GPA = 40.0
@@ -30,7 +31,13 @@ MELT_PS = 0.1
 
 
 @click.command()
-@click.option('-p', '--profile-name', default=DEFAULT_PROFILE, show_default=True, help='AiiDA profile to use.')
+@click.option(
+    '-p',
+    '--profile-name',
+    default=None,
+    callback=profile_or_default,
+    help=f'AiiDA profile to use; default: the one given before the command, else {DEFAULT_PROFILE!r}.',
+)
 @click.option('--timeout', default=1800, show_default=True, help='Seconds to wait for each of the two workflows.')
 @click.option(
     '--output-dir',

@@ -7,7 +7,7 @@ import click
 from ..setup import SetupError, SetupResult
 from ..setup.profile import DEFAULT_EMAIL, DEFAULT_PROFILE
 from ..setup.pseudos import DEFAULT_FAMILY
-from .common import load_profile_or_fail
+from .common import load_profile_or_fail, profile_before_command, profile_or_default
 
 
 def run_setup(
@@ -37,7 +37,13 @@ def run_setup(
 
 
 @click.group(invoke_without_command=True)
-@click.option('-p', '--profile-name', default=DEFAULT_PROFILE, show_default=True, help='AiiDA profile to create/use.')
+@click.option(
+    '-p',
+    '--profile-name',
+    default=None,
+    callback=profile_or_default,
+    help=f'AiiDA profile to create/use; default: the one given before the command, else {DEFAULT_PROFILE!r}.',
+)
 @click.option(
     '--postgres',
     is_flag=True,
@@ -163,6 +169,8 @@ def _profile_name(ctx: click.Context, profile_name: str | None) -> str:
     parent = ctx.parent
     if parent is not None and parent.get_parameter_source('profile_name') == ParameterSource.COMMANDLINE:
         return parent.params['profile_name']
+    if profile_before_command(ctx):
+        return profile_before_command(ctx)
     from aiida.manage import get_manager
 
     loaded = get_manager().get_profile()
