@@ -118,3 +118,38 @@ def test_existing_profile_with_other_storage_is_refused(user_shell):
     assert result.returncode != 0
     assert "profile 'mixed' exists with storage core.sqlite_dos, not core.psql_dos" in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+CODES = """
+import json
+from aiida import load_profile, orm
+load_profile('{name}')
+print(json.dumps({{
+    'computers': sorted(c.label for c in orm.Computer.collection.all()),
+    'codes': {{c.full_label: c.uuid for c in orm.QueryBuilder().append(orm.InstalledCode).all(flat=True)}},
+    'unhashed': orm.QueryBuilder().append(orm.Node, filters={{'extras': {{'!has_key': '_aiida_hash'}}}}).count(),
+}}))
+"""
+
+
+def test_an_archive_imported_by_setup_keeps_its_computer_and_codes(user_shell, tmp_path):
+    """A campaign moving machines: its archive, imported before the computer exists, brings its own localhost and
+    codes, which setup configures and keeps (a continued run then uses the same code nodes, and the cache)."""
+    first = user_shell.cli('setup', '-p', 'old')
+    assert first.returncode == 0, first.stderr
+    archive = tmp_path / 'campaign.aiida'
+    created = user_shell.verdi('-p', 'old', 'archive', 'create', '--all', '--', str(archive))
+    assert created.returncode == 0, created.stdout + created.stderr
+    old = user_shell.python_json(CODES.format(name='old'))
+
+    moved = user_shell.cli('setup', '-p', 'new', '--import-archive', str(archive))
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert 'nodes imported and hashed for caching' in moved.stdout
+    new = user_shell.python_json(CODES.format(name='new'))
+    assert new['computers'] == ['localhost'] and new['codes'] == old['codes']  # the same nodes, not new ones
+    assert new['unhashed'] == 0
+
+    again = user_shell.cli('setup', '-p', 'new', '--import-archive', str(archive))
+    assert again.returncode == 0 and 'every node already in the profile' in again.stdout, again.stdout + again.stderr
+    missing = user_shell.cli('setup', '-p', 'other', '--import-archive', str(tmp_path / 'nothing.aiida'))
+    assert missing.returncode != 0 and 'does not exist' in missing.stderr and 'Traceback' not in missing.stderr

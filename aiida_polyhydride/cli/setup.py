@@ -19,6 +19,7 @@ def run_setup(
     pseudo_family: str = DEFAULT_FAMILY,
     pw_executable: str = 'pw.x',
     poll_interval: float | None = None,
+    archive: str | None = None,
 ) -> list[SetupResult]:
     """Every set-up step in order; the profile is loaded afterwards. Raises SetupError with a clear message."""
     from aiida import load_profile
@@ -29,6 +30,10 @@ def run_setup(
 
     results = [setup_profile(profile_name, postgres=postgres, email=email, postgres_superuser=postgres_superuser)]
     load_profile(profile_name, allow_switch=True)
+    if archive is not None:
+        from ..setup.archive import setup_archive
+
+        results.append(setup_archive(archive))
     computer, computer_result = setup_localhost(poll_interval=poll_interval)
     results.append(computer_result)
     results.extend(setup_codes(computer, pw_executable))
@@ -68,6 +73,14 @@ def run_setup(
     help='Seconds between scheduler polls of localhost (new computer: 1, for the short jobs of the demo and tests); '
     '10 suits a campaign of minute-long jobs (each poll costs CPU).',
 )
+@click.option(
+    '--import-archive',
+    'archive',
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help='Import this AiiDA archive (e.g. a campaign from another machine) before the computer and codes are set up, '
+    'so that its own localhost, pw@localhost and python@localhost are kept and reused.',
+)
 @click.pass_context
 def setup(
     ctx,
@@ -81,6 +94,7 @@ def setup(
     pseudo_family,
     pw_executable,
     poll_interval,
+    archive,
 ):
     """Create the profile, the localhost computer, the pw and python codes and the pseudo family.
 
@@ -101,6 +115,7 @@ def setup(
             pseudo_family=pseudo_family,
             pw_executable=pw_executable,
             poll_interval=poll_interval,
+            archive=archive,
         )
     except SetupError as exception:
         raise click.ClickException(str(exception)) from None
